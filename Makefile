@@ -1,0 +1,39 @@
+# Everything runs from the virtual environment in .venv, created and filled on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install serve defaults test lint typecheck unit bench proto clean-models
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[cpu,train,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Build every default model that is missing, then serve the repository (ARGS go to the server).
+serve: defaults
+	$(PY) -m service $(ARGS)
+
+defaults: $(STAMP)
+	$(PY) -m export defaults
+
+## Lint, type-check and run the whole test suite (what CI runs).
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+bench: $(STAMP)
+	$(PY) -m bench $(ARGS)
+
+## Regenerate the gRPC stubs after editing proto/ (tests fail while they are stale).
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. proto/embedding/v1/embedding.proto

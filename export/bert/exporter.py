@@ -1,0 +1,280 @@
+"""Import a local Hugging Face BERT checkpoint into the model repository as validated ONNX."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from transformers import BertConfig, BertForMaskedLM, BertModel
+
+from export.bert.graphs import (
+    MASK_POSITIONS,
+    BertEncoderGraph,
+    BertFillMaskGraph,
+    bert_export_spec,
+    hidden_state_name,
+)
+from export.bert.tokenizer import TokenizerInfo, load_checkpoint_tokenizer
+from export.optimize import optimize_transformer
+from export.publish import publish_version
+from export.spec import ExportSpec, GraphExportSpec
+from export.validate import Arrays, ValidationFailed, ValidationReport, validate_graph
+from modelrepo import ModelSpec, sha256_of_files
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass
+class LoadedBert:
+    """A checkpoint in PyTorch, ready to export: encoder, optional MLM head, tokenizer."""
+
+    config: BertConfig
+    encoder: BertModel
+    mlm: BertForMaskedLM | None
+    tokenizer: TokenizerInfo
+    source_checksum: str
+
+    @property
+    def max_sequence_length(self) -> int:
+        limits = [self.config.max_position_embeddings]
+        if self.tokenizer.model_max_length is not None:
+            limits.append(self.tokenizer.model_max_length)
+        return min(limits)
+
+
+def load_checkpoint(directory: Path) -> LoadedBert:
+    """Load a BERT checkpoint directory; a checkpoint without MLM weights gets no fill-mask."""
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"{directory}: no config.json; is this a Hugging Face checkpoint?")
+    config = BertConfig.from_pretrained(directory)
+    if config.model_type != "bert":
+        raise ValueError(f"{directory}: model_type is {config.model_type!r}, expected 'bert'")
+    weights = [directory / name for name in WEIGHT_FILES if (directory / name).is_file()]
+    if not weights:
+        raise FileNotFoundError(f"{directory}: no {' or '.join(WEIGHT_FILES)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlm, info = cast(
+            tuple[BertForMaskedLM, dict[str, list[str]]],
+            BertForMaskedLM.from_pretrained(
+                directory, attn_implementation="eager", output_loading_info=True
+            ),
+        )
+    missing = list(info["missing_keys"])
+    encoder_missing = [key for key in missing if not key.startswith("cls.")]
+    if encoder_missing:
+        raise ValueError(f"{directory}: the checkpoint lacks encoder weights {encoder_missing[:5]}")
+    has_head = not any(key.startswith("cls.") for key in missing)
+    mlm.eval()
+    encoder = mlm.bert
+    tokenizer = load_checkpoint_tokenizer(directory)
+    return LoadedBert(
+        config=config,
+        encoder=encoder,
+        mlm=mlm if has_head else None,
+        tokenizer=tokenizer,
+        source_checksum=sha256_of_files([directory / "config.json", *weights]),
+    )
+
+
+class BertInputs:
+    """Seeded random token batches with padding, for export examples and validation."""
+
+    def __init__(self, loaded: LoadedBert, seed: int = 0) -> None:
+        self.special = loaded.tokenizer.special_token_ids
+        self.vocab_size = loaded.config.vocab_size
+        self.seed = seed
+
+    def __call__(self, batch: int, sequence: int) -> Arrays:
+        rng = np.random.default_rng([self.seed, batch, sequence])
+        lowest = max(self.special.values()) + 1
+        ids = rng.integers(lowest, self.vocab_size, size=(batch, sequence), dtype=np.int64)
+        mask = np.zeros((batch, sequence), dtype=np.int64)
+        lengths = [sequence] + [
+            int(rng.integers(min(3, sequence), sequence + 1)) for _ in range(batch - 1)
+        ]
+        for row, length in enumerate(lengths):
+            ids[row, 0] = self.special["cls"]
+            ids[row, length - 1] = self.special["sep"]
+            ids[row, length:] = self.special["pad"]
+            mask[row, :length] = 1
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+    def with_masks(self, batch: int, sequence: int) -> Arrays:
+        arrays = self(batch, sequence)
+        rng = np.random.default_rng([self.seed + 1, batch, sequence])
+        positions = []
+        for row in range(batch):
+            length = int(arrays["attention_mask"][row].sum())
+            if length < 3:
+                continue
+            count = 1 if length < 6 else 2
+            for column in sorted(rng.choice(np.arange(1, length - 1), size=count, replace=False)):
+                positions.append((row, int(column)))
+                arrays["input_ids"][row, column] = self.special["mask"]
+        arrays["mask_positions"] = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
+        return arrays
+
+
+def _torch_run(module: torch.nn.Module, names: list[str], inputs: Arrays) -> Arrays:
+    with torch.no_grad():
+        outputs = module(*(torch.from_numpy(value) for value in inputs.values()))
+    if isinstance(outputs, torch.Tensor):
+        outputs = (outputs,)
+    return {name: output.numpy() for name, output in zip(names, outputs, strict=True)}
+
+
+def _export(
+    module: torch.nn.Module, graph: GraphExportSpec, example: Arrays, path: Path, opset: int
+) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            tuple(torch.from_numpy(example[name]) for name in graph.input_names),
+            str(path),
+            input_names=graph.input_names,
+            output_names=graph.output_names,
+            dynamic_axes=graph.dynamic_axes(),
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+
+
+def _top5_identical(_: Arrays, actual: Arrays, expected: Arrays) -> list[tuple[str, bool, str]]:
+    got = np.argsort(-actual["logits"], axis=-1)[:, :5]
+    want = np.argsort(-expected["logits"], axis=-1)[:, :5]
+    same = bool(np.array_equal(got, want))
+    return [("top5_identical", same, f"{int((got == want).all(axis=1).sum())}/{len(got)} masks")]
+
+
+def _valid_tokens(name: str, inputs: Arrays) -> np.ndarray | None:
+    """Hidden states are compared at real tokens only (padded positions carry no meaning)."""
+    if name.startswith("hidden_state_"):
+        mask: np.ndarray = inputs["attention_mask"].astype(bool)
+        return mask
+    return None
+
+
+def export_bert(
+    loaded: LoadedBert, models_dir: Path, name: str, version: int | None, source: str
+) -> Path:
+    """Export, optimize where parity holds, validate and publish ``models/<name>/<version>``."""
+    config = loaded.config
+    spec = bert_export_spec(
+        config.num_hidden_layers, config.hidden_size, config.vocab_size, loaded.mlm is not None
+    )
+    inputs = BertInputs(loaded)
+    shapes = [(b, min(s, loaded.max_sequence_length)) for b, s in spec.validation_shapes]
+    modules: dict[str, tuple[torch.nn.Module, Any]] = {
+        "encoder": (BertEncoderGraph(loaded.encoder).eval(), inputs)
+    }
+    if loaded.mlm is not None:
+        fill_mask = BertFillMaskGraph(loaded.encoder, loaded.mlm.cls).eval()
+        modules["fill_mask"] = (fill_mask, inputs.with_masks)
+
+    def build(staging: Path, number: int) -> tuple[ModelSpec, dict[str, Any]]:
+        reports: dict[str, Any] = {}
+        for graph in spec.graphs:
+            module, make_inputs = modules[graph.role]
+            reports[graph.role] = _export_graph(
+                module, graph, make_inputs, shapes, staging, spec, config
+            )
+        loaded.tokenizer.tokenizer.save(str(staging / "tokenizer.json"))
+        model_spec = _model_spec(loaded, spec, name, number, source)
+        return model_spec, {"passed": True, "tolerance": spec.tolerance, "graphs": reports}
+
+    return publish_version(models_dir, name, version, build)
+
+
+def _export_graph(
+    module: torch.nn.Module,
+    graph: GraphExportSpec,
+    make_inputs: Any,
+    shapes: list[tuple[int, int]],
+    staging: Path,
+    spec: ExportSpec,
+    config: BertConfig,
+) -> dict[str, Any]:
+    """Export one graph, validate it, then keep ORT's optimized form only if it keeps parity."""
+    plain = staging / f"{graph.role}.unoptimized.onnx"
+    _export(module, graph, make_inputs(2, 16), plain, spec.opset)
+
+    def reference(arrays: Arrays) -> Arrays:
+        return _torch_run(module, graph.output_names, {n: arrays[n] for n in graph.input_names})
+
+    extra = _top5_identical if graph.role == "fill_mask" else None
+
+    def check(path: Path) -> ValidationReport:
+        return validate_graph(
+            path, graph, make_inputs, reference, spec.tolerance, shapes, _valid_tokens, extra
+        )
+
+    unoptimized = check(plain)
+    if not unoptimized.passed:
+        raise ValidationFailed(f"{graph.role}: " + "; ".join(unoptimized.problems))
+    optimized_path = staging / f"{graph.role}.optimized.onnx"
+    optimized: ValidationReport | None = None
+    try:
+        optimize_transformer(plain, optimized_path, config.num_attention_heads, config.hidden_size)
+        optimized = check(optimized_path)
+    except Exception as error:  # the optimizer is best effort; parity is what matters
+        log.warning("ONNX Runtime optimizer failed on %s: %s", graph.role, error)
+    chosen = optimized_path if optimized is not None and optimized.passed else plain
+    chosen.rename(staging / graph.file)
+    for leftover in (plain, optimized_path):
+        leftover.unlink(missing_ok=True)
+    return {
+        "file": graph.file,
+        "optimized": chosen == optimized_path,
+        "unoptimized": unoptimized.to_dict(),
+        "optimized_report": None if optimized is None else optimized.to_dict(),
+    }
+
+
+def _model_spec(
+    loaded: LoadedBert, spec: ExportSpec, name: str, version: int, source: str
+) -> ModelSpec:
+    config = loaded.config
+    capabilities: tuple[Any, ...] = ("embed", "fill_mask") if loaded.mlm is not None else ("embed",)
+    return ModelSpec(
+        name=name,
+        version=version,
+        architecture="bert",
+        capabilities=capabilities,
+        graphs={graph.role: graph.to_graph_spec() for graph in spec.graphs},
+        hidden_size=config.hidden_size,
+        num_layers=config.num_hidden_layers,
+        default_layers=(config.num_hidden_layers,),
+        default_pooling="mean",
+        max_sequence_length=loaded.max_sequence_length,
+        special_tokens=loaded.tokenizer.special_tokens,
+        special_token_ids=loaded.tokenizer.special_token_ids,
+        tokenizer_files=("tokenizer.json",),
+        opset=spec.opset,
+        tolerance=spec.tolerance,
+        source=source,
+        source_checksum=loaded.source_checksum,
+        extra={
+            "vocab_size": config.vocab_size,
+            "num_attention_heads": config.num_attention_heads,
+            "hidden_state_outputs": [
+                hidden_state_name(i) for i in range(config.num_hidden_layers + 1)
+            ],
+            "mask_positions_input": MASK_POSITIONS.name,
+        },
+    )
+
+
+def import_bert(checkpoint: Path, models_dir: Path, name: str, version: int | None = None) -> Path:
+    """``python -m export bert --from-hf DIR``: load, export, validate, publish."""
+    loaded = load_checkpoint(checkpoint)
+    return export_bert(loaded, models_dir, name, version, source=f"hf:{checkpoint.resolve()}")

@@ -1,0 +1,41 @@
+"""The model repository format, shared by exporter and server (no torch, no transformers)."""
+
+from modelrepo.repository import (
+    FORMAT_VERSION,
+    SPEC_FILE,
+    VALIDATION_FILE,
+    GraphSpec,
+    ModelRepository,
+    ModelSpec,
+    SpecError,
+    TensorSpec,
+    check_tensors,
+    load_checked,
+    read_spec,
+    read_validation,
+    sha256_of,
+    sha256_of_files,
+    version_dir,
+    write_spec,
+    write_validation,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SPEC_FILE",
+    "VALIDATION_FILE",
+    "GraphSpec",
+    "ModelRepository",
+    "ModelSpec",
+    "SpecError",
+    "TensorSpec",
+    "check_tensors",
+    "load_checked",
+    "read_spec",
+    "read_validation",
+    "sha256_of",
+    "sha256_of_files",
+    "version_dir",
+    "write_spec",
+    "write_validation",
+]

@@ -1,0 +1,29 @@
+"""``python -m service``: serve every model of the repository over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from modelrepo import SpecError
+from service.app import serve
+from service.config import load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = load_settings(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(settings))
+    except (SpecError, OSError, RuntimeError) as error:
+        logging.getLogger("service").error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

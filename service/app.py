@@ -1,0 +1,112 @@
+"""Wiring and lifecycle: bind → NOT_SERVING → load and check models → warm up → SERVING;
+on SIGTERM/SIGINT: NOT_SERVING → stop accepting → finish in-flight work → close sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from grpc_health.v1 import health, health_pb2
+
+from service.batching import BatchingConfig
+from service.config import Settings
+from service.embedder import Embedder, RequestLimits
+from service.runtime.loader import load_repository
+from service.runtime.session import SessionOptions
+from service.transport.server import SERVICE_NAME, create_server
+from service.transport.servicer import EmbeddingServicer
+
+log = logging.getLogger(__name__)
+
+HEALTH_SERVICES = ("", SERVICE_NAME)
+
+
+def batching_config(settings: Settings) -> BatchingConfig:
+    return BatchingConfig(
+        max_batch_size=settings.max_batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_queue_delay_ms=settings.max_queue_delay_ms,
+        max_queue_size=settings.max_queue_size,
+        max_concurrent_batches=settings.max_concurrent_batches,
+    )
+
+
+class Application:
+    """One server process: its gRPC server, health, and (once warm) the embedder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.servicer = EmbeddingServicer()
+        self.health = health.aio.HealthServicer()
+        self.server, self.port = create_server(settings, self.servicer, self.health)
+        self.embedder: Embedder | None = None
+
+    async def _set_health(
+        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
+    ) -> None:
+        for service in HEALTH_SERVICES:
+            await self.health.set(service, status)
+
+    async def start(self) -> None:
+        """Listen at once (health says NOT_SERVING), then load, warm up and report SERVING."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        log.info(
+            "listening on %s:%d; loading models from %s",
+            self.settings.host,
+            self.port,
+            self.settings.models_dir,
+        )
+        options = SessionOptions(
+            device=self.settings.device,
+            intra_op_threads=self.settings.intra_op_threads,
+            inter_op_threads=self.settings.inter_op_threads,
+        )
+        runtimes = await asyncio.to_thread(
+            load_repository, self.settings.models_dir, self.settings.models, options
+        )
+        if not runtimes:
+            raise RuntimeError(
+                f"{self.settings.models_dir} holds no models; build the defaults with "
+                "`python -m export defaults` or import one with `python -m export bert --from-hf`"
+            )
+        embedder = Embedder(
+            runtimes,
+            batching_config(self.settings),
+            RequestLimits(self.settings.max_texts_per_request),
+            self.settings.tokenizer_threads,
+        )
+        self.embedder = embedder
+        await asyncio.to_thread(embedder.warmup)
+        await embedder.start()
+        self.servicer.embedder = embedder
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        names = ", ".join(
+            f"{s.spec.name}/{s.spec.version} ({s.runtime.device})" for s in embedder.served()
+        )
+        log.info("serving %s on %s:%d", names, self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        """Graceful: NOT_SERVING, refuse new calls, let in-flight ones finish within the grace."""
+        grace = self.settings.grace_period_s
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        if self.embedder is not None:
+            await self.embedder.stop(grace)
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    app = Application(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await app.start()
+        await stopping.wait()
+        log.info("shutting down (grace %.1f s)", settings.grace_period_s)
+    finally:
+        await app.stop()

@@ -1,0 +1,74 @@
+"""The server's settings: one object, read once in ``__main__`` and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Serve embedding models over gRPC.
+
+    Every option is also read from an environment variable named EMBED_ and the option in upper
+    case with underscores (e.g. --max-batch-size 64 or EMBED_MAX_BATCH_SIZE=64); the command
+    line wins over the environment.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="EMBED_",
+        cli_kebab_case=True,
+        cli_prog_name="python -m service",
+        cli_implicit_flags=True,
+        frozen=True,
+    )
+
+    # Where and what to serve.
+    models_dir: Path = Field(Path("models"), description="model repository root")
+    models: list[str] = Field(
+        default_factory=list,
+        description="model names to serve (default: every model in the repository)",
+    )
+    host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 inside a container)")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one)")
+
+    # Dynamic batching, per model.
+    max_batch_size: int = Field(32, ge=1, description="texts per batch")
+    max_batch_tokens: int = Field(
+        8192, ge=1, description="padded tokens per batch (batch size x longest text)"
+    )
+    max_queue_delay_ms: float = Field(
+        2.0, ge=0, description="how long the oldest queued text may wait for a batch to fill"
+    )
+    max_queue_size: int = Field(
+        4096, ge=1, description="texts waiting per model; beyond it requests get RESOURCE_EXHAUSTED"
+    )
+    max_texts_per_request: int = Field(
+        1024, ge=1, description="texts in one request; more gets INVALID_ARGUMENT"
+    )
+    max_concurrent_batches: int = Field(
+        1, ge=1, description="batches in inference at once per model"
+    )
+
+    # ONNX Runtime.
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when ONNX Runtime can use it, else CPU"
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, description="threads inside one ONNX operator (0: one per physical core)"
+    )
+    inter_op_threads: int = Field(1, ge=1, description="ONNX operators run in parallel")
+    tokenizer_threads: int = Field(2, ge=1, description="threads for tokenization and pooling")
+
+    # Lifecycle and logs.
+    grace_period_s: float = Field(
+        10.0, ge=0, description="on SIGTERM, how long in-flight requests may take to finish"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+
+
+def load_settings(argv: list[str] | None = None) -> Settings:
+    """Settings from the command line (``argv``) over the environment over the defaults."""
+    return CliApp.run(Settings, cli_args=argv if argv is not None else [])

@@ -1,0 +1,155 @@
+"""Requests and results as the service sees them, independent of gRPC and of any runtime."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modelrepo import ModelSpec
+from service.errors import InvalidArgument
+
+
+class Pooling(enum.Enum):
+    CLS = "cls"
+    MEAN = "mean"
+    MAX = "max"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """Every option that changes an embedding (so the cache key can be built from it)."""
+
+    pooling: Pooling
+    layers: tuple[int, ...] = ()
+    layer_weights: tuple[float, ...] = ()
+    normalize: bool = False
+    truncate: bool = False
+
+
+@dataclass(frozen=True)
+class EmbedQuery:
+    """An Embed request as received: options are checked against the model when it is known."""
+
+    model: str
+    version: str
+    texts: tuple[str, ...]
+    pooling: Pooling | None = None
+    layers: tuple[int, ...] = ()
+    layer_weights: tuple[float, ...] = ()
+    normalize: bool = False
+    truncate: bool = False
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """One text's embedding: ``vectors`` is (dim,) when pooled, (num_tokens, dim) for NONE."""
+
+    vectors: np.ndarray
+    tokens: tuple[str, ...]
+    truncated: bool = False
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class MaskFill:
+    token: str
+    score: float
+    token_id: int
+    sequence: str
+
+
+@dataclass(frozen=True)
+class FillMaskQuery:
+    model: str
+    version: str
+    texts: tuple[str, ...]
+    top_k: int
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    tokens: tuple[str, ...]
+    ids: tuple[int, ...] = ()
+    offsets: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    word: str
+    score: float
+
+
+@dataclass(frozen=True)
+class MostSimilarQuery:
+    model: str
+    version: str
+    positive: tuple[str, ...]
+    negative: tuple[str, ...]
+    top_k: int
+
+
+@dataclass
+class Timing:
+    """Where a request's time went, in seconds."""
+
+    queue_s: float = 0.0
+    tokenization_s: float = 0.0
+    inference_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass
+class EmbedOutcome:
+    results: list[EmbeddingResult]
+    dim: int
+    model: str
+    version: int
+    timing: Timing = field(default_factory=Timing)
+
+
+@dataclass
+class FillMaskOutcome:
+    results: list[list[list[MaskFill]]]
+    model: str
+    version: int
+    timing: Timing = field(default_factory=Timing)
+
+
+def resolve_embed_options(spec: ModelSpec, query: EmbedQuery) -> EmbedOptions:
+    """Check a request's options against the model and fill in its defaults."""
+    layers, layer_weights = query.layers, query.layer_weights
+    top = spec.num_layers
+    if layers and layer_weights:
+        raise InvalidArgument(
+            "give either layers (layers to average) or layer_weights (a scalar mix over all "
+            "layers), not both"
+        )
+    for layer in layers:
+        if not 0 <= layer <= top:
+            raise InvalidArgument(
+                f"layer {layer} does not exist in {spec.name}: choose layers from 0 (embeddings) "
+                f"to {top}"
+            )
+    if layer_weights:
+        if len(layer_weights) != top + 1:
+            raise InvalidArgument(
+                f"layer_weights needs {top + 1} weights for {spec.name} (layers 0..{top}), "
+                f"got {len(layer_weights)}"
+            )
+        if not all(math.isfinite(weight) for weight in layer_weights):
+            raise InvalidArgument("layer_weights must be finite numbers")
+    if layer_weights:
+        chosen: tuple[int, ...] = ()
+    else:
+        chosen = tuple(dict.fromkeys(layers)) if layers else spec.default_layers
+    return EmbedOptions(
+        pooling=query.pooling or Pooling(spec.default_pooling),
+        layers=chosen,
+        layer_weights=layer_weights,
+        normalize=query.normalize,
+        truncate=query.truncate,
+    )

@@ -1,0 +1,39 @@
+"""Domain errors raised below the transport layer.
+
+They carry a message written for the caller (what was wrong and how to fix it). The transport
+maps each class to one gRPC status code in a single table; nothing here knows about gRPC.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class of every error a caller can be told about."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ServiceError):
+    """The request itself is wrong: empty input, unknown option, text too long, ..."""
+
+
+class NotFound(ServiceError):
+    """The model or version asked for is not in the repository."""
+
+
+class Unimplemented(ServiceError):
+    """The model does not support this operation (e.g. fill-mask without an MLM head)."""
+
+
+class Overloaded(ServiceError):
+    """The queue is full; the caller should back off and retry."""
+
+
+class Unavailable(ServiceError):
+    """The service cannot serve right now (not warm yet, shutting down)."""
+
+
+class DeadlineExceeded(ServiceError):
+    """The request's deadline passed before its work could be done."""

@@ -1,0 +1,108 @@
+"""The runtime protocol every architecture implements, and the pieces they share.
+
+A runtime owns a model version's ONNX sessions. Work that can be batched is split into three
+steps, so that tokenization and post-processing never hold up inference of the next batch:
+``prepare`` (tokenize and check, any thread), ``run`` (one padded batch, the model's inference
+thread) and ``finish`` (pool / pick top-k, any thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from modelrepo import ModelSpec
+from service.domain import EmbeddingResult, EmbedOptions, MaskFill, Pooling, TokenizedText
+
+# One text's token vectors, one (tokens, dim) array per layer the text asked for.
+LayerStates = tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class EmbedItem:
+    """One text ready for the encoder."""
+
+    ids: np.ndarray
+    tokens: tuple[str, ...]
+    truncated: bool
+    options: EmbedOptions
+
+
+@dataclass(frozen=True)
+class FillMaskItem:
+    """One text with its mask positions, ready for the fill-mask graph."""
+
+    text: str
+    ids: np.ndarray
+    mask_positions: tuple[int, ...]
+    top_k: int
+
+
+class Runtime(Protocol):
+    """What the server needs of a loaded model version."""
+
+    spec: ModelSpec
+    device: str
+
+    @property
+    def dim(self) -> int: ...
+
+    def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]: ...
+
+    def prepare_embed(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbedItem]: ...
+
+    def run_embed(self, items: Sequence[EmbedItem]) -> Sequence[LayerStates]: ...
+
+    def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult: ...
+
+    def warmup(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FillMaskRuntime(Protocol):
+    """The extra steps of a model with a masked-LM head."""
+
+    def prepare_fill_mask(self, texts: Sequence[str], top_k: int) -> list[FillMaskItem]: ...
+
+    def run_fill_mask(self, items: Sequence[FillMaskItem]) -> Sequence[np.ndarray]: ...
+
+    def finish_fill_mask(self, item: FillMaskItem, logits: np.ndarray) -> list[list[MaskFill]]: ...
+
+
+def mix_layers(states: LayerStates, options: EmbedOptions, gamma: float = 1.0) -> np.ndarray:
+    """Per-layer (tokens, dim) arrays → (tokens, dim): average of layers or a scalar mix.
+
+    ``states`` holds the layers the item asked for, in ``options.layers`` order, or every
+    layer when ``options.layer_weights`` is set (mixed with softmax-normalised weights and
+    the scale ``gamma``, as ELMo's scalar mix).
+    """
+    if options.layer_weights:
+        weights = np.asarray(options.layer_weights, dtype=np.float64)
+        weights = np.exp(weights - weights.max())
+        weights /= weights.sum()
+        mixed = np.tensordot(weights.astype(np.float32), np.stack(states), axes=1)
+        return np.asarray(gamma * mixed, dtype=np.float32)
+    if len(states) == 1:
+        return states[0]
+    return np.asarray(np.mean(np.stack(states), axis=0, dtype=np.float32))
+
+
+def pool(tokens: np.ndarray, pooling: Pooling) -> np.ndarray:
+    """(tokens, dim) → (dim,) or the tokens themselves for ``Pooling.NONE``."""
+    if pooling is Pooling.CLS:
+        return np.asarray(tokens[0])
+    if pooling is Pooling.MEAN:
+        return np.asarray(tokens.mean(axis=0, dtype=np.float64), dtype=np.float32)
+    if pooling is Pooling.MAX:
+        return np.asarray(tokens.max(axis=0))
+    return tokens
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Unit length along the last axis; a zero vector stays zero."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.asarray(np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0))

@@ -1,0 +1,203 @@
+"""BERT behind the runtime protocol: WordPiece tokenization, encoder and fill-mask graphs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from modelrepo import ModelSpec
+from service.domain import EmbeddingResult, EmbedOptions, MaskFill, Pooling, TokenizedText
+from service.errors import InvalidArgument
+from service.runtime.base import (
+    EmbedItem,
+    FillMaskItem,
+    LayerStates,
+    l2_normalize,
+    mix_layers,
+    pool,
+)
+from service.runtime.session import GraphSession, SessionOptions
+
+
+def hidden_state_name(layer: int) -> str:
+    return f"hidden_state_{layer}"
+
+
+class BertRuntime:
+    """A BERT model version: embeddings from any layer, and fill-mask if it has an MLM head."""
+
+    def __init__(self, directory: Path, spec: ModelSpec, options: SessionOptions) -> None:
+        self.spec = spec
+        label = f"{spec.name}/{spec.version}"
+        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        encoder = spec.graph("encoder")
+        self.encoder = GraphSession(directory / encoder.file, encoder, options, f"{label} encoder")
+        self.fill_mask: GraphSession | None = None
+        if spec.supports("fill_mask"):
+            graph = spec.graph("fill_mask")
+            self.fill_mask = GraphSession(
+                directory / graph.file, graph, options, f"{label} fill_mask"
+            )
+        self.device = self.encoder.device
+        ids = spec.special_token_ids
+        self.pad_id, self.sep_id, self.mask_id = ids["pad"], ids["sep"], ids["mask"]
+        self.mask_token = spec.special_tokens["mask"]
+
+    @property
+    def dim(self) -> int:
+        return self.spec.hidden_size
+
+    # -- tokenization ---------------------------------------------------------------------
+    def _encode(self, texts: Sequence[str]) -> list[Encoding]:
+        for index, text in enumerate(texts):
+            if not text.strip():
+                raise InvalidArgument(f"texts[{index}] is empty; every text needs some words")
+        return self.tokenizer.encode_batch(list(texts))
+
+    def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
+        return [
+            TokenizedText(tuple(encoding.tokens), tuple(encoding.ids), tuple(encoding.offsets))
+            for encoding in self._encode(texts)
+        ]
+
+    def _fit(
+        self, index: int, encoding: Encoding, truncate: bool
+    ) -> tuple[np.ndarray, tuple[str, ...], bool]:
+        ids, tokens = encoding.ids, encoding.tokens
+        limit = self.spec.max_sequence_length
+        if len(ids) <= limit:
+            return np.asarray(ids, dtype=np.int64), tuple(tokens), False
+        if not truncate:
+            raise InvalidArgument(
+                f"texts[{index}] has {len(ids)} tokens, more than {self.spec.name}'s maximum of "
+                f"{limit} (special tokens included); shorten it or set truncate"
+            )
+        kept = [*ids[: limit - 1], self.sep_id]
+        return np.asarray(kept, dtype=np.int64), (*tokens[: limit - 1], tokens[-1]), True
+
+    # -- embeddings -----------------------------------------------------------------------
+    def prepare_embed(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbedItem]:
+        items = []
+        for index, encoding in enumerate(self._encode(texts)):
+            ids, tokens, truncated = self._fit(index, encoding, options.truncate)
+            items.append(EmbedItem(ids=ids, tokens=tokens, truncated=truncated, options=options))
+        return items
+
+    def _layers_of(self, item: EmbedItem) -> tuple[int, ...]:
+        if item.options.layer_weights:
+            return tuple(range(self.spec.num_layers + 1))
+        return item.options.layers
+
+    def _pad(self, rows: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        width = max(len(row) for row in rows)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for index, row in enumerate(rows):
+            ids[index, : len(row)] = row
+            mask[index, : len(row)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+    def run_embed(self, items: Sequence[EmbedItem]) -> list[LayerStates]:
+        """One padded batch through the encoder, fetching only the layers some item needs."""
+        needed = sorted({layer for item in items for layer in self._layers_of(item)})
+        outputs = self.encoder.run(
+            [hidden_state_name(layer) for layer in needed], self._pad([i.ids for i in items])
+        )
+        by_layer = dict(zip(needed, outputs, strict=True))
+        return [
+            tuple(by_layer[layer][row, : len(item.ids)] for layer in self._layers_of(item))
+            for row, item in enumerate(items)
+        ]
+
+    def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:
+        vectors = pool(mix_layers(states, item.options), item.options.pooling)
+        if item.options.normalize:
+            vectors = l2_normalize(vectors)
+        return EmbeddingResult(
+            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+            tokens=item.tokens,
+            truncated=item.truncated,
+        )
+
+    # -- fill-mask ------------------------------------------------------------------------
+    def prepare_fill_mask(self, texts: Sequence[str], top_k: int) -> list[FillMaskItem]:
+        items = []
+        for index, encoding in enumerate(self._encode(texts)):
+            ids, _, _ = self._fit(index, encoding, truncate=False)
+            positions = tuple(int(p) for p in np.flatnonzero(ids == self.mask_id))
+            if not positions:
+                raise InvalidArgument(
+                    f"texts[{index}] contains no {self.mask_token} token; put {self.mask_token} "
+                    "where a word should be predicted"
+                )
+            items.append(FillMaskItem(texts[index], ids, positions, top_k))
+        return items
+
+    def run_fill_mask(self, items: Sequence[FillMaskItem]) -> list[np.ndarray]:
+        """Logits at the masks only: one (masks, vocab) array per item."""
+        if self.fill_mask is None:
+            raise InvalidArgument(f"{self.spec.name} has no masked-LM head")
+        inputs = self._pad([item.ids for item in items])
+        inputs["mask_positions"] = np.asarray(
+            [(row, position) for row, item in enumerate(items) for position in item.mask_positions],
+            dtype=np.int64,
+        )
+        (logits,) = self.fill_mask.run(["logits"], inputs)
+        bounds = np.cumsum([len(item.mask_positions) for item in items])[:-1]
+        return list(np.split(logits, bounds))
+
+    def finish_fill_mask(self, item: FillMaskItem, logits: np.ndarray) -> list[list[MaskFill]]:
+        """Softmax probabilities and the top-k tokens at each mask, in order."""
+        shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+        probabilities = np.exp(shifted)
+        probabilities /= probabilities.sum(axis=-1, keepdims=True)
+        k = min(item.top_k, probabilities.shape[-1])
+        results = []
+        for mask_index, row in enumerate(probabilities):
+            best = np.argpartition(-row, k - 1)[:k]
+            best = best[np.argsort(-row[best], kind="stable")]
+            results.append(
+                [
+                    MaskFill(
+                        token=self._token(token_id),
+                        score=float(row[token_id]),
+                        token_id=int(token_id),
+                        sequence=self._filled(item.text, mask_index, int(token_id)),
+                    )
+                    for token_id in best
+                ]
+            )
+        return results
+
+    def _token(self, token_id: int) -> str:
+        return self.tokenizer.id_to_token(token_id) or ""
+
+    def _filled(self, text: str, mask_index: int, token_id: int) -> str:
+        """The text with its ``mask_index``-th mask replaced by the token (other masks kept)."""
+        parts = text.split(self.mask_token)
+        if mask_index + 1 >= len(parts):
+            return text
+        word = self.tokenizer.decode([token_id])
+        before = self.mask_token.join(parts[: mask_index + 1])
+        after = self.mask_token.join(parts[mask_index + 1 :])
+        return f"{before}{word}{after}"
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def warmup(self) -> None:
+        """Run every graph once at a few lengths so the first request is not the slow one."""
+        options = EmbedOptions(Pooling.MEAN, layers=self.spec.default_layers, truncate=True)
+        for words in (4, 32):
+            items = self.prepare_embed([" ".join(["warm"] * words)] * 2, options)
+            for item, states in zip(items, self.run_embed(items), strict=True):
+                self.finish_embed(item, states)
+        if self.fill_mask is not None:
+            fills = self.prepare_fill_mask([f"warm {self.mask_token} up"], 1)
+            self.finish_fill_mask(fills[0], self.run_fill_mask(fills)[0])
+
+    def close(self) -> None:
+        self.fill_mask = None

@@ -1,0 +1,50 @@
+"""Load model versions from the repository into runtimes, refusing any that fail their checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from modelrepo import ModelRepository, ModelSpec, SpecError, load_checked
+from service.runtime.base import Runtime
+from service.runtime.bert import BertRuntime
+from service.runtime.session import SessionOptions, check_single_onnxruntime
+
+log = logging.getLogger(__name__)
+
+RuntimeFactory = Callable[[Path, ModelSpec, SessionOptions], Runtime]
+
+RUNTIMES: dict[str, RuntimeFactory] = {"bert": BertRuntime}
+
+
+def load_runtime(directory: Path, options: SessionOptions) -> Runtime:
+    """Check one version directory against its spec and open its runtime."""
+    spec = load_checked(directory)
+    factory = RUNTIMES.get(spec.architecture)
+    if factory is None:
+        raise SpecError(
+            f"{directory}: architecture {spec.architecture!r} has no runtime in this build "
+            f"(available: {sorted(RUNTIMES)})"
+        )
+    return factory(directory, spec, options)
+
+
+def load_repository(
+    root: Path, names: Sequence[str], options: SessionOptions
+) -> dict[str, dict[int, Runtime]]:
+    """Every version of every model in ``root`` (or of ``names`` only, each of which must exist)."""
+    check_single_onnxruntime()
+    repository = ModelRepository(root)
+    available = repository.names()
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise SpecError(f"{root}: no model named {missing} (the repository has {available})")
+    runtimes: dict[str, dict[int, Runtime]] = {}
+    for name in names or available:
+        for version in repository.versions(name):
+            runtimes.setdefault(name, {})[version] = load_runtime(
+                repository.path(name, version), options
+            )
+            log.info("loaded %s/%d", name, version)
+    return runtimes

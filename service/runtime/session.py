@@ -1,0 +1,117 @@
+"""ONNX Runtime sessions: provider choice (CUDA, then CPU), threads, and running a graph.
+
+On CUDA the inputs are copied once and the outputs asked for are bound to the GPU with
+IOBinding, so no other output leaves the device; on CPU a plain ``run`` is already copy-free.
+What actually runs is read from ``session.get_providers()``: ``onnxruntime-gpu`` lists CUDA as
+available even where it then falls back to CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from modelrepo import GraphSpec, check_tensors
+
+log = logging.getLogger(__name__)
+
+Device = Literal["auto", "cpu", "cuda"]
+
+_ORT_TYPES = {
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(bool)": "bool",
+}
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    device: Device = "auto"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 1
+
+
+def check_single_onnxruntime() -> None:
+    """Refuse to run with both onnxruntime and onnxruntime-gpu installed (they clobber each
+    other)."""
+    installed = []
+    for distribution in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            importlib.metadata.version(distribution)
+            installed.append(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    if len(installed) > 1:
+        raise RuntimeError(
+            "both onnxruntime and onnxruntime-gpu are installed; uninstall both and install "
+            "exactly one (pip install '.[cpu]' or '.[gpu]')"
+        )
+
+
+def _providers(device: Device) -> list[str]:
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda" and "CUDAExecutionProvider" not in available:
+        raise RuntimeError(
+            "device 'cuda' was asked for but this onnxruntime has no CUDA provider; install "
+            "the gpu extra (onnxruntime-gpu) or use --device cpu"
+        )
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class GraphSession:
+    """One ONNX graph loaded for serving and checked against its declared spec."""
+
+    def __init__(self, path: Path, graph: GraphSpec, options: SessionOptions, what: str) -> None:
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = options.intra_op_threads
+        session_options.inter_op_num_threads = options.inter_op_threads
+        session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(path), session_options, providers=_providers(options.device)
+        )
+        ran = self.session.get_providers()
+        if options.device == "cuda" and "CUDAExecutionProvider" not in ran:
+            raise RuntimeError(
+                f"{what}: CUDA was asked for but ONNX Runtime fell back to CPU (are the CUDA "
+                "libraries installed?)"
+            )
+        self.device = "cuda" if "CUDAExecutionProvider" in ran else "cpu"
+        check_tensors(graph.inputs, self._describe(self.session.get_inputs()), f"{what} inputs")
+        check_tensors(graph.outputs, self._describe(self.session.get_outputs()), f"{what} outputs")
+        log.info("%s: loaded %s on %s", what, path.name, self.device)
+
+    @staticmethod
+    def _describe(
+        values: Sequence[ort.NodeArg],
+    ) -> list[tuple[str, str, Sequence[int | str | None]]]:
+        return [
+            (value.name, _ORT_TYPES.get(value.type, value.type), value.shape) for value in values
+        ]
+
+    def run(self, outputs: Sequence[str], inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the graph and return the named outputs as host arrays."""
+        if self.device == "cpu":
+            results = self.session.run(list(outputs), dict(inputs))
+            return [np.asarray(result) for result in results]
+        binding = self.session.io_binding()
+        for name, value in inputs.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in outputs:
+            binding.bind_output(name, "cuda")
+        self.session.run_with_iobinding(binding)
+        return [np.asarray(value) for value in binding.copy_outputs_to_cpu()]

@@ -1,0 +1,141 @@
+"""Proto messages ⇄ domain objects. No logic beyond translation and field-level checks."""
+
+from __future__ import annotations
+
+from proto.embedding.v1 import embedding_pb2 as pb
+from service.domain import (
+    EmbedOutcome,
+    EmbedQuery,
+    FillMaskOutcome,
+    FillMaskQuery,
+    Pooling,
+    Timing,
+    TokenizedText,
+)
+from service.errors import InvalidArgument
+from service.runtime.base import Runtime
+
+_POOLING_FROM_PROTO = {
+    pb.POOLING_UNSPECIFIED: None,
+    pb.POOLING_CLS: Pooling.CLS,
+    pb.POOLING_MEAN: Pooling.MEAN,
+    pb.POOLING_MAX: Pooling.MAX,
+    pb.POOLING_NONE: Pooling.NONE,
+}
+_POOLING_TO_PROTO = {pooling: code for code, pooling in _POOLING_FROM_PROTO.items() if pooling}
+
+
+def embed_query(request: pb.EmbedRequest) -> EmbedQuery:
+    if request.pooling not in _POOLING_FROM_PROTO:
+        raise InvalidArgument(
+            f"pooling {request.pooling} is unknown; use POOLING_CLS, POOLING_MEAN, POOLING_MAX, "
+            "POOLING_NONE or leave it unset for the model's default"
+        )
+    return EmbedQuery(
+        model=request.model,
+        version=request.version,
+        texts=tuple(request.texts),
+        pooling=_POOLING_FROM_PROTO[request.pooling],
+        layers=tuple(request.layers),
+        layer_weights=tuple(request.layer_weights),
+        normalize=request.normalize,
+        truncate=request.truncate,
+    )
+
+
+def fill_mask_query(request: pb.FillMaskRequest) -> FillMaskQuery:
+    return FillMaskQuery(
+        model=request.model,
+        version=request.version,
+        texts=tuple(request.texts),
+        top_k=request.top_k,
+    )
+
+
+def timing(value: Timing) -> pb.Timing:
+    return pb.Timing(
+        queue_us=round(value.queue_s * 1e6),
+        tokenization_us=round(value.tokenization_s * 1e6),
+        inference_us=round(value.inference_s * 1e6),
+        total_us=round(value.total_s * 1e6),
+    )
+
+
+def embed_response(outcome: EmbedOutcome) -> pb.EmbedResponse:
+    return pb.EmbedResponse(
+        embeddings=[
+            pb.Embedding(
+                values=result.vectors.ravel().tolist(),
+                num_tokens=len(result.tokens),
+                tokens=result.tokens,
+                truncated=result.truncated,
+                cached=result.cached,
+            )
+            for result in outcome.results
+        ],
+        dim=outcome.dim,
+        model=outcome.model,
+        version=str(outcome.version),
+        timing=timing(outcome.timing),
+    )
+
+
+def fill_mask_response(outcome: FillMaskOutcome) -> pb.FillMaskResponse:
+    return pb.FillMaskResponse(
+        results=[
+            pb.FillMaskResult(
+                masks=[
+                    pb.MaskPredictions(
+                        predictions=[
+                            pb.MaskPrediction(
+                                token=fill.token,
+                                score=fill.score,
+                                token_id=fill.token_id,
+                                sequence=fill.sequence,
+                            )
+                            for fill in mask
+                        ]
+                    )
+                    for mask in text
+                ]
+            )
+            for text in outcome.results
+        ],
+        model=outcome.model,
+        version=str(outcome.version),
+        timing=timing(outcome.timing),
+    )
+
+
+def tokenize_response(name: str, version: int, results: list[TokenizedText]) -> pb.TokenizeResponse:
+    return pb.TokenizeResponse(
+        results=[
+            pb.TokenizedText(
+                tokens=result.tokens,
+                ids=result.ids,
+                offsets=[bound for pair in result.offsets for bound in pair],
+            )
+            for result in results
+        ],
+        model=name,
+        version=str(version),
+    )
+
+
+def model_info(runtime: Runtime, versions: list[int], ready: bool) -> pb.ModelInfo:
+    spec = runtime.spec
+    return pb.ModelInfo(
+        name=spec.name,
+        version=str(spec.version),
+        architecture=spec.architecture,
+        dim=runtime.dim,
+        num_layers=spec.num_layers,
+        max_sequence_length=spec.max_sequence_length,
+        capabilities=list(spec.capabilities),
+        default_pooling=_POOLING_TO_PROTO[Pooling(spec.default_pooling)],
+        default_layers=list(spec.default_layers),
+        mask_token=spec.special_tokens.get("mask", ""),
+        versions=[str(version) for version in versions],
+        source_checksum=spec.source_checksum,
+        ready=ready,
+    )

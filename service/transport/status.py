@@ -1,0 +1,93 @@
+"""The one table from domain errors to gRPC status codes, and the handler wrappers that use it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from service.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    Overloaded,
+    ServiceError,
+    Unavailable,
+    Unimplemented,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[ServiceError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Servicer = TypeVar("Servicer")
+
+
+def status_of(error: ServiceError) -> grpc.StatusCode:
+    for kind in type(error).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return grpc.StatusCode.INTERNAL
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], error: Exception, method: str
+) -> None:
+    if isinstance(error, ServiceError):
+        await context.abort(status_of(error), error.message)
+    log.exception("%s failed unexpectedly", method, exc_info=error)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"{method}: internal error ({type(error).__name__})"
+    )
+
+
+def unary(
+    handler: Callable[[Servicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
+) -> Callable[[Servicer, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
+    """Map domain errors of a unary handler to their status codes."""
+
+    @functools.wraps(handler)
+    async def wrapper(
+        self: Servicer, request: Request, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Response:
+        try:
+            return await handler(self, request, context)
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception as error:
+            await _abort(context, error, handler.__name__)
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+def streaming(
+    handler: Callable[[Servicer, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Response]],
+) -> Callable[[Servicer, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Response]]:
+    """Map domain errors of a streaming handler to their status codes."""
+
+    @functools.wraps(handler)
+    async def wrapper(
+        self: Servicer, requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Response]:
+        try:
+            async for response in handler(self, requests, context):
+                yield response
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception as error:
+            await _abort(context, error, handler.__name__)
+
+    return wrapper
