@@ -50,8 +50,16 @@ class Application:
 
     async def start(self) -> None:
         """Listen at once (health says NOT_SERVING), then load, warm up and report SERVING."""
+        await self.listen()
+        await self.load()
+
+    async def listen(self) -> None:
+        """Accept calls: health answers NOT_SERVING and the API UNAVAILABLE until ``load``."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
+
+    async def load(self) -> None:
+        """Load and check every model, warm it up, start batching, then report SERVING."""
         log.info(
             "listening on %s:%d; loading models from %s",
             self.settings.host,

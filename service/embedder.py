@@ -27,7 +27,7 @@ from service.domain import (
     TokenizedText,
     resolve_embed_options,
 )
-from service.errors import InvalidArgument, NotFound, Unimplemented
+from service.errors import InvalidArgument, NotFound
 from service.runtime.base import EmbedItem, FillMaskItem, FillMaskRuntime, LayerStates, Runtime
 
 T = TypeVar("T")
@@ -173,7 +173,7 @@ class Embedder:
         self._check_texts(query.texts)
         served = self.resolve(query.model, query.version)
         if served.fill_mask_batcher is None:
-            raise Unimplemented(
+            raise InvalidArgument(
                 f"{served.spec.name} has no masked-LM head (it was imported without one), so it "
                 "cannot fill masks; use a model whose capabilities include fill_mask"
             )

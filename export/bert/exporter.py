@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -11,6 +13,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers.utils import logging as hf_logging
 
 from export.bert.graphs import (
     MASK_POSITIONS,
@@ -29,6 +32,18 @@ from modelrepo import ModelSpec, sha256_of_files
 log = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report: a missing MLM head is expected, and we report it."""
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
 
 
 @dataclass
@@ -59,7 +74,7 @@ def load_checkpoint(directory: Path) -> LoadedBert:
     weights = [directory / name for name in WEIGHT_FILES if (directory / name).is_file()]
     if not weights:
         raise FileNotFoundError(f"{directory}: no {' or '.join(WEIGHT_FILES)}")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_transformers():
         warnings.simplefilter("ignore")
         mlm, info = cast(
             tuple[BertForMaskedLM, dict[str, list[str]]],

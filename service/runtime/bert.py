@@ -178,14 +178,19 @@ class BertRuntime:
         return self.tokenizer.id_to_token(token_id) or ""
 
     def _filled(self, text: str, mask_index: int, token_id: int) -> str:
-        """The text with its ``mask_index``-th mask replaced by the token (other masks kept)."""
+        """The text with its ``mask_index``-th mask replaced by the token (other masks kept).
+
+        A continuation piece (``##ing``) joins the word before it, as decoding would.
+        """
         parts = text.split(self.mask_token)
         if mask_index + 1 >= len(parts):
             return text
-        word = self.tokenizer.decode([token_id])
+        token = self._token(token_id)
         before = self.mask_token.join(parts[: mask_index + 1])
         after = self.mask_token.join(parts[mask_index + 1 :])
-        return f"{before}{word}{after}"
+        if token.startswith("##"):
+            return f"{before.rstrip()}{token[2:]}{after}"
+        return f"{before}{token}{after}"
 
     # -- lifecycle ------------------------------------------------------------------------
     def warmup(self) -> None:

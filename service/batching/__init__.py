@@ -1,0 +1,5 @@
+"""Dynamic batching: one batcher per model groups concurrent callers' items into padded batches."""
+
+from service.batching.batcher import BatchingConfig, BatchObserver, BatchTiming, DynamicBatcher
+
+__all__ = ["BatchObserver", "BatchTiming", "BatchingConfig", "DynamicBatcher"]

@@ -1,0 +1,365 @@
+"""Clients for the embedding service (sync and async) and a console command.
+
+    python -m service.client embed --model bert "the ripe apple" "the new apple phone"
+    python -m service.client fill-mask --model bert "the [MASK] is red"
+    python -m service.client tokenize --model bert "some text"
+    python -m service.client models
+    python -m service.client health
+
+Calls time out after ``timeout`` seconds and are retried by gRPC itself (with exponential
+backoff) when the server answers UNAVAILABLE, e.g. while it is still warming up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from proto.embedding.v1 import embedding_pb2 as pb
+from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
+
+POOLINGS = {
+    "default": pb.POOLING_UNSPECIFIED,
+    "cls": pb.POOLING_CLS,
+    "mean": pb.POOLING_MEAN,
+    "max": pb.POOLING_MAX,
+    "none": pb.POOLING_NONE,
+}
+
+
+def channel_options(
+    retries: int = 4, max_message_bytes: int = 64 * 1024 * 1024
+) -> list[tuple[str, Any]]:
+    """Channel options with gRPC's retry policy for UNAVAILABLE and large messages."""
+    service_config = {
+        "methodConfig": [
+            {
+                "name": [{"service": "embedding.v1.EmbeddingService"}],
+                "retryPolicy": {
+                    "maxAttempts": max(2, retries + 1),
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+    return [
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", json.dumps(service_config)),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
+def embed_request(
+    texts: Sequence[str],
+    model: str,
+    version: str = "",
+    pooling: str = "default",
+    layers: Sequence[int] = (),
+    layer_weights: Sequence[float] = (),
+    normalize: bool = False,
+    truncate: bool = False,
+) -> pb.EmbedRequest:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
+    return pb.EmbedRequest(
+        model=model,
+        version=version,
+        texts=list(texts),
+        pooling=POOLINGS[pooling],
+        layers=list(layers),
+        layer_weights=list(layer_weights),
+        normalize=normalize,
+        truncate=truncate,
+    )
+
+
+def vectors(response: pb.EmbedResponse) -> list[np.ndarray]:
+    """Each embedding as an array: (dim,) when pooled, (num_tokens, dim) for POOLING_NONE."""
+    result = []
+    for embedding in response.embeddings:
+        values = np.asarray(embedding.values, dtype=np.float32)
+        if values.size != response.dim:
+            values = values.reshape(embedding.num_tokens, response.dim)
+        result.append(values)
+    return result
+
+
+class EmbeddingClient:
+    """Blocking client. Use as a context manager or call ``close()``."""
+
+    def __init__(
+        self, target: str = "127.0.0.1:50051", timeout: float = 30.0, retries: int = 4
+    ) -> None:
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(target, options=channel_options(retries))
+        self.stub = pb_grpc.EmbeddingServiceStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    def __enter__(self) -> EmbeddingClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def embed(self, texts: Sequence[str], model: str, **options: Any) -> pb.EmbedResponse:
+        request = embed_request(texts, model, **options)
+        response: pb.EmbedResponse = self.stub.Embed(request, timeout=self.timeout)
+        return response
+
+    def embed_stream(self, requests: Iterable[pb.EmbedRequest]) -> Iterable[pb.EmbedResponse]:
+        responses: Iterable[pb.EmbedResponse] = self.stub.EmbedStream(
+            iter(requests), timeout=self.timeout
+        )
+        return responses
+
+    def fill_mask(
+        self, texts: Sequence[str], model: str, top_k: int = 5, version: str = ""
+    ) -> pb.FillMaskResponse:
+        request = pb.FillMaskRequest(model=model, version=version, texts=list(texts), top_k=top_k)
+        response: pb.FillMaskResponse = self.stub.FillMask(request, timeout=self.timeout)
+        return response
+
+    def most_similar(
+        self,
+        model: str,
+        positive: Sequence[str],
+        negative: Sequence[str] = (),
+        top_k: int = 10,
+        version: str = "",
+    ) -> pb.MostSimilarResponse:
+        request = pb.MostSimilarRequest(
+            model=model,
+            version=version,
+            positive=list(positive),
+            negative=list(negative),
+            top_k=top_k,
+        )
+        response: pb.MostSimilarResponse = self.stub.MostSimilar(request, timeout=self.timeout)
+        return response
+
+    def tokenize(self, texts: Sequence[str], model: str, version: str = "") -> pb.TokenizeResponse:
+        request = pb.TokenizeRequest(model=model, version=version, texts=list(texts))
+        response: pb.TokenizeResponse = self.stub.Tokenize(request, timeout=self.timeout)
+        return response
+
+    def list_models(self) -> pb.ListModelsResponse:
+        response: pb.ListModelsResponse = self.stub.ListModels(
+            pb.ListModelsRequest(), timeout=self.timeout
+        )
+        return response
+
+    def get_model(self, model: str, version: str = "") -> pb.ModelInfo:
+        response: pb.ModelInfo = self.stub.GetModel(
+            pb.GetModelRequest(model=model, version=version), timeout=self.timeout
+        )
+        return response
+
+    def health(self, service: str = "") -> str:
+        """SERVING, NOT_SERVING, ... for ``service`` ("" = the whole server)."""
+        response = self.health_stub.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+class AsyncEmbeddingClient:
+    """asyncio client with the same methods as ``EmbeddingClient`` (awaitable)."""
+
+    def __init__(
+        self, target: str = "127.0.0.1:50051", timeout: float = 30.0, retries: int = 4
+    ) -> None:
+        self.timeout = timeout
+        self.channel = grpc.aio.insecure_channel(target, options=channel_options(retries))
+        self.stub = pb_grpc.EmbeddingServiceStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    async def __aenter__(self) -> AsyncEmbeddingClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def embed(self, texts: Sequence[str], model: str, **options: Any) -> pb.EmbedResponse:
+        response: pb.EmbedResponse = await self.stub.Embed(
+            embed_request(texts, model, **options), timeout=self.timeout
+        )
+        return response
+
+    async def fill_mask(
+        self, texts: Sequence[str], model: str, top_k: int = 5, version: str = ""
+    ) -> pb.FillMaskResponse:
+        request = pb.FillMaskRequest(model=model, version=version, texts=list(texts), top_k=top_k)
+        response: pb.FillMaskResponse = await self.stub.FillMask(request, timeout=self.timeout)
+        return response
+
+    async def tokenize(
+        self, texts: Sequence[str], model: str, version: str = ""
+    ) -> pb.TokenizeResponse:
+        request = pb.TokenizeRequest(model=model, version=version, texts=list(texts))
+        response: pb.TokenizeResponse = await self.stub.Tokenize(request, timeout=self.timeout)
+        return response
+
+    async def list_models(self) -> pb.ListModelsResponse:
+        response: pb.ListModelsResponse = await self.stub.ListModels(
+            pb.ListModelsRequest(), timeout=self.timeout
+        )
+        return response
+
+    async def health(self, service: str = "") -> str:
+        response = await self.health_stub.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+# -- console command ---------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m service.client",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--target", default="127.0.0.1:50051", help="server address")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    commands = parser.add_subparsers(dest="command", required=True)
+    embed = commands.add_parser("embed", help="embed texts and print a summary of each vector")
+    embed.add_argument("texts", nargs="+")
+    embed.add_argument("--model", required=True)
+    embed.add_argument("--version", default="")
+    embed.add_argument("--pooling", choices=sorted(POOLINGS), default="default")
+    embed.add_argument("--layers", type=int, nargs="*", default=[])
+    embed.add_argument("--layer-weights", type=float, nargs="*", default=[])
+    embed.add_argument("--normalize", action="store_true")
+    embed.add_argument("--truncate", action="store_true")
+    embed.add_argument("--json", action="store_true", help="print the full vectors as JSON")
+    fill = commands.add_parser("fill-mask", help="predict the masked words")
+    fill.add_argument("texts", nargs="+")
+    fill.add_argument("--model", required=True)
+    fill.add_argument("--top-k", type=int, default=5)
+    similar = commands.add_parser("similar", help="nearest words (word2vec)")
+    similar.add_argument("positive", nargs="+")
+    similar.add_argument("--model", required=True)
+    similar.add_argument("--negative", nargs="*", default=[])
+    similar.add_argument("--top-k", type=int, default=10)
+    tokenize = commands.add_parser("tokenize", help="show the tokens a model uses")
+    tokenize.add_argument("texts", nargs="+")
+    tokenize.add_argument("--model", required=True)
+    commands.add_parser("models", help="list the served models")
+    health = commands.add_parser("health", help="the server's health status")
+    health.add_argument("--service", default="")
+    return parser
+
+
+def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if args.command == "embed":
+        response = client.embed(
+            args.texts,
+            args.model,
+            version=args.version,
+            pooling=args.pooling,
+            layers=args.layers,
+            layer_weights=args.layer_weights,
+            normalize=args.normalize,
+            truncate=args.truncate,
+        )
+        if args.json:
+            print(json.dumps([vector.tolist() for vector in vectors(response)]))
+            return
+        table = Table(
+            title=f"{response.model}/{response.version}, dim {response.dim}, {response.timing.total_us} µs"
+        )
+        for column in ("text", "tokens", "shape", "first values", "norm"):
+            table.add_column(column)
+        for text, embedding, vector in zip(
+            args.texts, response.embeddings, vectors(response), strict=True
+        ):
+            head = ", ".join(f"{value:+.3f}" for value in vector.ravel()[:4])
+            table.add_row(
+                text,
+                str(embedding.num_tokens),
+                str(vector.shape),
+                head + ", …",
+                f"{np.linalg.norm(vector):.3f}",
+            )
+        console.print(table)
+    elif args.command == "fill-mask":
+        fills = client.fill_mask(args.texts, args.model, top_k=args.top_k)
+        for text, result in zip(args.texts, fills.results, strict=True):
+            for index, mask in enumerate(result.masks):
+                table = Table(title=f"{text}  (mask {index + 1})")
+                table.add_column("token")
+                table.add_column("score")
+                table.add_column("sequence")
+                for prediction in mask.predictions:
+                    table.add_row(prediction.token, f"{prediction.score:.3f}", prediction.sequence)
+                console.print(table)
+    elif args.command == "similar":
+        neighbours = client.most_similar(args.model, args.positive, args.negative, args.top_k)
+        for neighbour in neighbours.neighbors:
+            console.print(f"{neighbour.word:20s} {neighbour.score:.4f}")
+    elif args.command == "tokenize":
+        for text, result in zip(
+            args.texts, client.tokenize(args.texts, args.model).results, strict=True
+        ):
+            console.print(f"{text!r} → {list(result.tokens)}")
+    elif args.command == "models":
+        table = Table(title="served models")
+        for column in (
+            "name",
+            "version",
+            "architecture",
+            "dim",
+            "layers",
+            "max tokens",
+            "capabilities",
+        ):
+            table.add_column(column)
+        for info in client.list_models().models:
+            table.add_row(
+                info.name,
+                info.version,
+                info.architecture,
+                str(info.dim),
+                str(info.num_layers),
+                str(info.max_sequence_length),
+                ", ".join(info.capabilities),
+            )
+        console.print(table)
+    elif args.command == "health":
+        console.print(client.health(args.service))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    with EmbeddingClient(args.target, timeout=args.timeout) as client:
+        try:
+            _run(args, client)
+        except grpc.RpcError as error:
+            print(f"{error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
