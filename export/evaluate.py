@@ -68,8 +68,10 @@ def polysemy_gap(
     occurrences: dict[str, dict[str, list[tuple[int, int]]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for sense in split.senses:
-        occurrences[sense.word][sense.sense].append((sense.sentence_index, sense.token_index))
+    for occurrence in split.senses:
+        occurrences[occurrence.word][occurrence.sense].append(
+            (occurrence.sentence_index, occurrence.token_index)
+        )
     report = PolysemyReport()
     for word in sorted(occurrences):
         senses = occurrences[word]

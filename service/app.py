@@ -11,7 +11,7 @@ from grpc_health.v1 import health, health_pb2
 
 from service.batching import BatchingConfig
 from service.config import Settings
-from service.embedder import Embedder, RequestLimits
+from service.embedder import Embedder, ObserverFactory, RequestLimits
 from service.runtime.loader import load_repository
 from service.runtime.session import SessionOptions
 from service.transport.server import SERVICE_NAME, create_server
@@ -35,8 +35,9 @@ def batching_config(settings: Settings) -> BatchingConfig:
 class Application:
     """One server process: its gRPC server, health, and (once warm) the embedder."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, observers: ObserverFactory | None = None) -> None:
         self.settings = settings
+        self.observers = observers
         self.servicer = EmbeddingServicer()
         self.health = health.aio.HealthServicer()
         self.server, self.port = create_server(settings, self.servicer, self.health)
@@ -84,6 +85,7 @@ class Application:
             batching_config(self.settings),
             RequestLimits(self.settings.max_texts_per_request),
             self.settings.tokenizer_threads,
+            self.observers,
         )
         self.embedder = embedder
         await asyncio.to_thread(embedder.warmup)

@@ -286,9 +286,8 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
         if args.json:
             print(json.dumps([vector.tolist() for vector in vectors(response)]))
             return
-        table = Table(
-            title=f"{response.model}/{response.version}, dim {response.dim}, {response.timing.total_us} µs"
-        )
+        title = f"{response.model}/{response.version}, dim {response.dim}"
+        table = Table(title=f"{title}, {response.timing.total_us} µs")
         for column in ("text", "tokens", "shape", "first values", "norm"):
             table.add_column(column)
         for text, embedding, vector in zip(
@@ -305,8 +304,8 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
         console.print(table)
     elif args.command == "fill-mask":
         fills = client.fill_mask(args.texts, args.model, top_k=args.top_k)
-        for text, result in zip(args.texts, fills.results, strict=True):
-            for index, mask in enumerate(result.masks):
+        for text, filled in zip(args.texts, fills.results, strict=True):
+            for index, mask in enumerate(filled.masks):
                 table = Table(title=f"{text}  (mask {index + 1})")
                 table.add_column("token")
                 table.add_column("score")
@@ -319,10 +318,9 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
         for neighbour in neighbours.neighbors:
             console.print(f"{neighbour.word:20s} {neighbour.score:.4f}")
     elif args.command == "tokenize":
-        for text, result in zip(
-            args.texts, client.tokenize(args.texts, args.model).results, strict=True
-        ):
-            console.print(f"{text!r} → {list(result.tokens)}")
+        tokenized = client.tokenize(args.texts, args.model).results
+        for text, tokens in zip(args.texts, tokenized, strict=True):
+            console.print(f"{text!r} → {list(tokens.tokens)}")
     elif args.command == "models":
         table = Table(title="served models")
         for column in (

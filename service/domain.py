@@ -28,6 +28,7 @@ class EmbedOptions:
     layer_weights: tuple[float, ...] = ()
     normalize: bool = False
     truncate: bool = False
+    skip_unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class EmbedQuery:
     layer_weights: tuple[float, ...] = ()
     normalize: bool = False
     truncate: bool = False
+    skip_unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class EmbeddingResult:
     tokens: tuple[str, ...]
     truncated: bool = False
     cached: bool = False
+    unknown_tokens: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,4 +155,5 @@ def resolve_embed_options(spec: ModelSpec, query: EmbedQuery) -> EmbedOptions:
         layer_weights=layer_weights,
         normalize=query.normalize,
         truncate=query.truncate,
+        skip_unknown=query.skip_unknown,
     )

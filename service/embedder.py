@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from modelrepo import ModelSpec
-from service.batching import BatchingConfig, DynamicBatcher
+from service.batching import BatchingConfig, BatchObserver, DynamicBatcher
 from service.domain import (
     EmbedOutcome,
     EmbedQuery,
@@ -31,6 +31,9 @@ from service.errors import InvalidArgument, NotFound
 from service.runtime.base import EmbedItem, FillMaskItem, FillMaskRuntime, LayerStates, Runtime
 
 T = TypeVar("T")
+
+# Given a batcher's name ("bert/1 embed"), the observer its batches are reported to.
+ObserverFactory = Callable[[str], BatchObserver | None]
 
 MAX_TOP_K = 1000
 
@@ -63,20 +66,26 @@ class Embedder:
         batching: BatchingConfig,
         limits: RequestLimits,
         worker_threads: int = 2,
+        observers: ObserverFactory | None = None,
     ) -> None:
         self.limits = limits
         self.workers = ThreadPoolExecutor(worker_threads, thread_name_prefix="prepare")
+        self.observers: ObserverFactory = observers or (lambda _: None)
         self.models: dict[str, dict[int, ServedModel]] = {
             name: {version: self._serve(runtime, batching) for version, runtime in versions.items()}
             for name, versions in runtimes.items()
         }
 
-    @staticmethod
-    def _serve(runtime: Runtime, batching: BatchingConfig) -> ServedModel:
+    def _serve(self, runtime: Runtime, batching: BatchingConfig) -> ServedModel:
         label = f"{runtime.spec.name}/{runtime.spec.version}"
         thread = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{label}")
         embed = DynamicBatcher(
-            f"{label} embed", runtime.run_embed, _embed_length, batching, executor=thread
+            f"{label} embed",
+            runtime.run_embed,
+            _embed_length,
+            batching,
+            executor=thread,
+            observer=self.observers(f"{label} embed"),
         )
         fill_mask = None
         if runtime.spec.supports("fill_mask"):
@@ -87,6 +96,7 @@ class Embedder:
                 _fill_mask_length,
                 batching,
                 executor=thread,
+                observer=self.observers(f"{label} fill_mask"),
             )
         return ServedModel(runtime, embed, fill_mask, thread)
 

@@ -10,17 +10,20 @@ from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedToken
 
 from export.bert.tokenizer import SPECIAL_TOKENS, train_wordpiece
 
-WORDS = (
-    "the river bank flows past green fields while the bank in town lends money to farmers "
-    "who grow apples and pears near the old mill by the water where children play football "
-    "after school and musicians tune a bass guitar before the evening concert begins"
-).split()
+WORDS = tuple(
+    (
+        "the river bank flows past green fields while the bank in town lends money to farmers "
+        "who grow apples and pears near the old mill by the water where children play football "
+        "after school and musicians tune a bass guitar before the evening concert begins"
+    ).split()
+)
 
 
 def sentences(count: int = 400) -> list[str]:
     """Deterministic word soup covering WORDS, enough to train a WordPiece vocabulary."""
     return [
-        " ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(5 + i % 11)) for i in range(count)
+        " ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(5 + i % 11))
+        for i in range(count)
     ]
 
 

@@ -241,7 +241,7 @@ def _export_graph(
     try:
         optimize_transformer(plain, optimized_path, config.num_attention_heads, config.hidden_size)
         optimized = check(optimized_path)
-    except Exception as error:  # the optimizer is best effort; parity is what matters
+    except Exception as error:  # noqa: BLE001 - the optimizer is best effort; parity decides
         log.warning("ONNX Runtime optimizer failed on %s: %s", graph.role, error)
     chosen = optimized_path if optimized is not None and optimized.passed else plain
     chosen.rename(staging / graph.file)

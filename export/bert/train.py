@@ -40,6 +40,7 @@ class BertTrainingConfig:
     warmup_fraction: float = 0.06
     weight_decay: float = 0.01
     mask_probability: float = 0.15
+    dropout: float = 0.1
 
 
 def _seed_everything(seed: int) -> torch.Generator:
@@ -126,6 +127,8 @@ def train_bert(
         intermediate_size=config.intermediate_size,
         max_position_embeddings=config.max_position_embeddings,
         pad_token_id=info.special_token_ids["pad"],
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout,
     )
     model = BertForMaskedLM(bert_config)
     model.train()
@@ -157,7 +160,7 @@ def train_bert(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            progress.advance(loss=float(loss))
+            progress.advance(loss=loss.item())
     model.eval()
     save_checkpoint(model, info, checkpoint_dir, config)
     return checkpoint_dir

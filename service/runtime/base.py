@@ -15,7 +15,14 @@ from typing import Protocol
 import numpy as np
 
 from modelrepo import ModelSpec
-from service.domain import EmbeddingResult, EmbedOptions, MaskFill, Pooling, TokenizedText
+from service.domain import (
+    EmbeddingResult,
+    EmbedOptions,
+    MaskFill,
+    Neighbor,
+    Pooling,
+    TokenizedText,
+)
 
 # One text's token vectors, one (tokens, dim) array per layer the text asked for.
 LayerStates = tuple[np.ndarray, ...]
@@ -61,6 +68,20 @@ class Runtime(Protocol):
     def warmup(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class DirectRuntime(Protocol):
+    """A static model (word2vec): lookups are cheap, so they run at once, never batched.
+
+    Besides ``Runtime``'s attributes and ``tokenize``/``warmup``/``close``, it has these; its
+    ``prepare_embed``/``run_embed``/``finish_embed`` are not used.
+    """
+
+    def embed_now(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbeddingResult]: ...
+
+    def most_similar(
+        self, positive: Sequence[str], negative: Sequence[str], top_k: int
+    ) -> list[Neighbor]: ...
 
 
 class FillMaskRuntime(Protocol):

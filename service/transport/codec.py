@@ -40,6 +40,7 @@ def embed_query(request: pb.EmbedRequest) -> EmbedQuery:
         layer_weights=tuple(request.layer_weights),
         normalize=request.normalize,
         truncate=request.truncate,
+        skip_unknown=request.skip_unknown,
     )
 
 
@@ -70,6 +71,7 @@ def embed_response(outcome: EmbedOutcome) -> pb.EmbedResponse:
                 tokens=result.tokens,
                 truncated=result.truncated,
                 cached=result.cached,
+                unknown_tokens=result.unknown_tokens,
             )
             for result in outcome.results
         ],

@@ -87,7 +87,7 @@ def streaming(
                 yield response
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - every error leaves with a status
             await _abort(context, error, handler.__name__)
 
     return wrapper

@@ -1,45 +1,16 @@
-"""The real server, on a free port, in its own event-loop thread; tests talk to it over gRPC."""
+"""The real server on a free port, in a background thread; tests talk to it over gRPC."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from service.app import Application
+from service.background import BackgroundServer, background_server
 from service.config import Settings
 
-T = TypeVar("T")
-
-
-class ServerThread:
-    """Runs an ``Application`` on a private event loop; ``call`` runs coroutines there."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.app: Application = self.call(self._create(settings))
-
-    @staticmethod
-    async def _create(settings: Settings) -> Application:
-        return Application(settings)
-
-    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 300) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.app.port}"
-
-    def close(self) -> None:
-        self.call(self.app.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=30)
-        self.loop.close()
+ServerThread = BackgroundServer
 
 
 def settings_for(models_dir: Path, **overrides: Any) -> Settings:
@@ -47,11 +18,6 @@ def settings_for(models_dir: Path, **overrides: Any) -> Settings:
 
 
 @contextmanager
-def running_server(models_dir: Path, **overrides: Any) -> Iterator[ServerThread]:
-    """A started (loaded, warm, SERVING) server; stopped gracefully on exit."""
-    server = ServerThread(settings_for(models_dir, **overrides))
-    try:
-        server.call(server.app.start())
+def running_server(models_dir: Path, **overrides: Any) -> Iterator[BackgroundServer]:
+    with background_server(settings_for(models_dir, **overrides)) as server:
         yield server
-    finally:
-        server.close()

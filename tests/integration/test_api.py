@@ -21,20 +21,68 @@ def status_of(call: object) -> tuple[grpc.StatusCode, str]:
     ("call", "code", "message"),
     [
         (lambda c: c.embed(["x"], "nope"), grpc.StatusCode.NOT_FOUND, "model 'nope' is not served"),
-        (lambda c: c.embed(["x"], "tiny-mlm", version="7"), grpc.StatusCode.NOT_FOUND, "no version 7"),
-        (lambda c: c.embed(["x"], "tiny-mlm", version="v1"), grpc.StatusCode.INVALID_ARGUMENT, "version must be a number"),
+        (
+            lambda c: c.embed(["x"], "tiny-mlm", version="7"),
+            grpc.StatusCode.NOT_FOUND,
+            "no version 7",
+        ),
+        (
+            lambda c: c.embed(["x"], "tiny-mlm", version="v1"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "version must be a number",
+        ),
         (lambda c: c.embed([], "tiny-mlm"), grpc.StatusCode.INVALID_ARGUMENT, "texts is empty"),
-        (lambda c: c.embed(["ok", "  "], "tiny-mlm"), grpc.StatusCode.INVALID_ARGUMENT, "texts[1] is empty"),
+        (
+            lambda c: c.embed(["ok", "  "], "tiny-mlm"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "texts[1] is empty",
+        ),
         (lambda c: c.embed(["x"], ""), grpc.StatusCode.INVALID_ARGUMENT, "model is empty"),
-        (lambda c: c.embed(["x"], "tiny-mlm", layers=[3]), grpc.StatusCode.INVALID_ARGUMENT, "choose layers from 0"),
-        (lambda c: c.embed(["x"], "tiny-mlm", layer_weights=[1.0]), grpc.StatusCode.INVALID_ARGUMENT, "needs 3 weights"),
-        (lambda c: c.embed(["x"], "tiny-mlm", layers=[1], layer_weights=[1, 1, 1]), grpc.StatusCode.INVALID_ARGUMENT, "not both"),
-        (lambda c: c.embed(["x"], "tiny-mlm", layer_weights=[1, float("nan"), 1]), grpc.StatusCode.INVALID_ARGUMENT, "finite"),
-        (lambda c: c.embed([" ".join(["a"] * 200)], "tiny-mlm"), grpc.StatusCode.INVALID_ARGUMENT, "maximum of 128"),
-        (lambda c: c.fill_mask(["no mask"], "tiny-mlm"), grpc.StatusCode.INVALID_ARGUMENT, "contains no [MASK] token"),
-        (lambda c: c.fill_mask(["a [MASK]"], "tiny-encoder"), grpc.StatusCode.INVALID_ARGUMENT, "has no masked-LM head"),
-        (lambda c: c.fill_mask(["a [MASK]"], "tiny-mlm", top_k=5000), grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
-        (lambda c: c.most_similar("tiny-mlm", ["river"]), grpc.StatusCode.UNIMPLEMENTED, "word2vec"),
+        (
+            lambda c: c.embed(["x"], "tiny-mlm", layers=[3]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "choose layers from 0",
+        ),
+        (
+            lambda c: c.embed(["x"], "tiny-mlm", layer_weights=[1.0]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "needs 3 weights",
+        ),
+        (
+            lambda c: c.embed(["x"], "tiny-mlm", layers=[1], layer_weights=[1, 1, 1]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "not both",
+        ),
+        (
+            lambda c: c.embed(["x"], "tiny-mlm", layer_weights=[1, float("nan"), 1]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "finite",
+        ),
+        (
+            lambda c: c.embed([" ".join(["a"] * 200)], "tiny-mlm"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "maximum of 128",
+        ),
+        (
+            lambda c: c.fill_mask(["no mask"], "tiny-mlm"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "contains no [MASK] token",
+        ),
+        (
+            lambda c: c.fill_mask(["a [MASK]"], "tiny-encoder"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "has no masked-LM head",
+        ),
+        (
+            lambda c: c.fill_mask(["a [MASK]"], "tiny-mlm", top_k=5000),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "top_k",
+        ),
+        (
+            lambda c: c.most_similar("tiny-mlm", ["river"]),
+            grpc.StatusCode.UNIMPLEMENTED,
+            "word2vec",
+        ),
         (lambda c: c.get_model("nope"), grpc.StatusCode.NOT_FOUND, "not served"),
     ],
 )
@@ -53,7 +101,10 @@ def test_unknown_pooling_value(client: EmbeddingClient) -> None:
 def test_too_many_texts_in_one_request(imported) -> None:
     from tests.integration.harness import running_server
 
-    with running_server(imported["models"], max_texts_per_request=4) as server, EmbeddingClient(server.target) as c:
+    with (
+        running_server(imported["models"], max_texts_per_request=4) as server,
+        EmbeddingClient(server.target) as c,
+    ):
         code, details = status_of(lambda: c.embed(["x"] * 5, "tiny-mlm"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "limit is 4" in details
 
@@ -87,7 +138,9 @@ def test_tokenize(client: EmbeddingClient) -> None:
 
 
 def test_fill_mask_shape_and_scores(client: EmbeddingClient) -> None:
-    response = client.fill_mask(["the [MASK] bank and the [MASK] mill", "a [MASK]"], "tiny-mlm", top_k=3)
+    response = client.fill_mask(
+        ["the [MASK] bank and the [MASK] mill", "a [MASK]"], "tiny-mlm", top_k=3
+    )
     first, second = response.results
     assert len(first.masks) == 2 and len(second.masks) == 1
     for mask in first.masks:

@@ -33,12 +33,15 @@ def reference(imported: dict[str, Path]) -> tuple[list[np.ndarray], list[np.ndar
     return list(hidden), list(batch["attention_mask"].numpy())
 
 
+Reference = tuple[list[np.ndarray], list[np.ndarray]]
+
+
 def masked_mean(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     weights = mask[:, None].astype(np.float32)
     return np.asarray((hidden * weights).sum(axis=0) / weights.sum())
 
 
-def test_mean_pooling_equals_transformers(client: EmbeddingClient, reference: tuple) -> None:
+def test_mean_pooling_equals_transformers(client: EmbeddingClient, reference: Reference) -> None:
     hidden, masks = reference
     response = client.embed(TEXTS, "tiny-mlm", pooling="mean")
     assert response.dim == 32
@@ -46,16 +49,20 @@ def test_mean_pooling_equals_transformers(client: EmbeddingClient, reference: tu
         assert np.abs(got - masked_mean(states, mask)).max() <= 1e-4
 
 
-def test_cls_pooling_equals_transformers(client: EmbeddingClient, reference: tuple) -> None:
+def test_cls_pooling_equals_transformers(client: EmbeddingClient, reference: Reference) -> None:
     hidden, _ = reference
-    for got, states in zip(vectors(client.embed(TEXTS, "tiny-mlm", pooling="cls")), hidden, strict=True):
+    for got, states in zip(
+        vectors(client.embed(TEXTS, "tiny-mlm", pooling="cls")), hidden, strict=True
+    ):
         assert np.abs(got - states[0]).max() <= 1e-4
 
 
-def test_no_pooling_returns_every_token(client: EmbeddingClient, reference: tuple) -> None:
+def test_no_pooling_returns_every_token(client: EmbeddingClient, reference: Reference) -> None:
     hidden, masks = reference
     response = client.embed(TEXTS, "tiny-mlm", pooling="none")
-    for embedding, got, states, mask in zip(response.embeddings, vectors(response), hidden, masks, strict=True):
+    for embedding, got, states, mask in zip(
+        response.embeddings, vectors(response), hidden, masks, strict=True
+    ):
         length = int(mask.sum())
         assert embedding.num_tokens == length == len(embedding.tokens)
         assert embedding.tokens[0] == "[CLS]" and embedding.tokens[-1] == "[SEP]"
@@ -63,7 +70,7 @@ def test_no_pooling_returns_every_token(client: EmbeddingClient, reference: tupl
         assert np.abs(got - states[:length]).max() <= 1e-4
 
 
-def test_max_pooling_and_normalize(client: EmbeddingClient, reference: tuple) -> None:
+def test_max_pooling_and_normalize(client: EmbeddingClient, reference: Reference) -> None:
     hidden, masks = reference
     response = client.embed(TEXTS, "tiny-mlm", pooling="max", normalize=True)
     for got, states, mask in zip(vectors(response), hidden, masks, strict=True):
@@ -78,7 +85,9 @@ def test_layer_choice_and_average(client: EmbeddingClient, imported: dict[str, P
         model = BertModel.from_pretrained(imported["tiny-mlm"]).eval()
     tokenizer = AutoTokenizer.from_pretrained(imported["tiny-mlm"])
     with torch.no_grad():
-        states = model(**tokenizer(TEXTS[:1], return_tensors="pt"), output_hidden_states=True).hidden_states
+        states = model(
+            **tokenizer(TEXTS[:1], return_tensors="pt"), output_hidden_states=True
+        ).hidden_states
     layer1 = vectors(client.embed(TEXTS[:1], "tiny-mlm", pooling="cls", layers=[1]))[0]
     assert np.abs(layer1 - states[1][0, 0].numpy()).max() <= 1e-4
     both = vectors(client.embed(TEXTS[:1], "tiny-mlm", pooling="cls", layers=[0, 2]))[0]
@@ -96,7 +105,9 @@ def test_batched_equals_single_requests(client: EmbeddingClient) -> None:
         assert np.abs(together - alone).max() <= 1e-5
 
 
-def test_encoder_only_checkpoint_is_served(client: EmbeddingClient, imported: dict[str, Path]) -> None:
+def test_encoder_only_checkpoint_is_served(
+    client: EmbeddingClient, imported: dict[str, Path]
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = BertModel.from_pretrained(imported["tiny-encoder"]).eval()

@@ -68,19 +68,22 @@ def test_full_queue_answers_resource_exhausted(imported: dict[str, Path]) -> Non
 
 
 def test_expired_deadline_is_reported_not_hung(imported: dict[str, Path]) -> None:
-    with running_server(imported["models"], max_batch_size=1, max_texts_per_request=1000) as server:
-        with EmbeddingClient(server.target, timeout=30) as busy, EmbeddingClient(server.target, timeout=0.02) as hurried:
-            texts = [" ".join(["river bank flows"] * 40)] * 1000
-            with ThreadPoolExecutor(1) as pool:
-                background = pool.submit(busy.embed, texts, "tiny-mlm")
-                assert server.app.embedder is not None
-                batcher = server.app.embedder.resolve("tiny-mlm", "").embed_batcher
-                while batcher.queue_size < 500:
-                    time.sleep(0.001)
-                with pytest.raises(grpc.RpcError) as raised:
-                    hurried.embed(["late"], "tiny-mlm")
-                assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-                assert len(background.result().embeddings) == 1000
+    with (
+        running_server(imported["models"], max_batch_size=1, max_texts_per_request=1000) as server,
+        EmbeddingClient(server.target, timeout=30) as busy,
+        EmbeddingClient(server.target, timeout=0.02) as hurried,
+    ):
+        texts = [" ".join(["river bank flows"] * 40)] * 1000
+        with ThreadPoolExecutor(1) as pool:
+            background = pool.submit(busy.embed, texts, "tiny-mlm")
+            assert server.app.embedder is not None
+            batcher = server.app.embedder.resolve("tiny-mlm", "").embed_batcher
+            while batcher.queue_size < 500:
+                time.sleep(0.001)
+            with pytest.raises(grpc.RpcError) as raised:
+                hurried.embed(["late"], "tiny-mlm")
+            assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert len(background.result().embeddings) == 1000
 
 
 def free_port() -> int:
@@ -93,7 +96,15 @@ def test_sigterm_finishes_in_flight_requests(imported: dict[str, Path]) -> None:
     port = free_port()
     env = {**os.environ, "EMBED_GRACE_PERIOD_S": "20", "EMBED_MAX_BATCH_SIZE": "2"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--models-dir", str(imported["models"]), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "--models-dir",
+            str(imported["models"]),
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -113,7 +124,9 @@ def test_sigterm_finishes_in_flight_requests(imported: dict[str, Path]) -> None:
             assert client.health() == "SERVING"
             watched: list[int] = []
             channel = grpc.insecure_channel(target)
-            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service="")
+            )
 
             def follow() -> None:
                 try:

@@ -21,7 +21,7 @@ POOLING_MAX: Pooling
 POOLING_NONE: Pooling
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("model", "version", "texts", "pooling", "layers", "layer_weights", "normalize", "truncate")
+    __slots__ = ("model", "version", "texts", "pooling", "layers", "layer_weights", "normalize", "truncate", "skip_unknown")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class EmbedRequest(_message.Message):
     LAYER_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    SKIP_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     texts: _containers.RepeatedScalarFieldContainer[str]
@@ -38,21 +39,24 @@ class EmbedRequest(_message.Message):
     layer_weights: _containers.RepeatedScalarFieldContainer[float]
     normalize: bool
     truncate: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., layer_weights: _Optional[_Iterable[float]] = ..., normalize: _Optional[bool] = ..., truncate: _Optional[bool] = ...) -> None: ...
+    skip_unknown: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., layer_weights: _Optional[_Iterable[float]] = ..., normalize: _Optional[bool] = ..., truncate: _Optional[bool] = ..., skip_unknown: _Optional[bool] = ...) -> None: ...
 
 class Embedding(_message.Message):
-    __slots__ = ("values", "num_tokens", "tokens", "truncated", "cached")
+    __slots__ = ("values", "num_tokens", "tokens", "truncated", "cached", "unknown_tokens")
     VALUES_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[float]
     num_tokens: int
     tokens: _containers.RepeatedScalarFieldContainer[str]
     truncated: bool
     cached: bool
-    def __init__(self, values: _Optional[_Iterable[float]] = ..., num_tokens: _Optional[int] = ..., tokens: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ..., cached: _Optional[bool] = ...) -> None: ...
+    unknown_tokens: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[float]] = ..., num_tokens: _Optional[int] = ..., tokens: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ..., cached: _Optional[bool] = ..., unknown_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("queue_us", "tokenization_us", "inference_us", "total_us")

@@ -102,7 +102,9 @@ def test_checkpoint_without_mlm_head_exports_encoder_only(
     encoder = session(directory / "encoder.onnx")
     inputs = padded_batch(3, 33, reference.config.vocab_size, 7)
     with torch.no_grad():
-        expected = reference(**{k: torch.from_numpy(v) for k, v in inputs.items()}).last_hidden_state
+        expected = reference(
+            **{k: torch.from_numpy(v) for k, v in inputs.items()}
+        ).last_hidden_state
     (actual,) = encoder.run(["hidden_state_2"], inputs)
     valid = inputs["attention_mask"].astype(bool)
     assert np.abs(actual[valid] - expected.numpy()[valid]).max() <= 1e-4
@@ -116,7 +118,11 @@ def test_tokenizer_rebuilt_from_vocab_txt_matches_transformers(
 
     ours = Tokenizer.from_file(str(directory / "tokenizer.json"))
     theirs = AutoTokenizer.from_pretrained(checkpoint)
-    for text in ["The river bank, flows!", "Children play FOOTBALL after school", "xyz unknownword"]:
+    for text in [
+        "The river bank, flows!",
+        "Children play FOOTBALL after school",
+        "xyz unknownword",
+    ]:
         assert ours.encode(text).ids == theirs(text)["input_ids"]
 
 
@@ -127,7 +133,9 @@ def test_validation_report_records_both_graph_forms(mlm_import: tuple[Path, Path
     for role in ("encoder", "fill_mask"):
         graph = report["graphs"][role]
         assert graph["unoptimized"]["passed"] is True
-        shapes = [(run["batch_size"], run["sequence_length"]) for run in graph["unoptimized"]["runs"]]
+        shapes = [
+            (run["batch_size"], run["sequence_length"]) for run in graph["unoptimized"]["runs"]
+        ]
         assert shapes == SHAPES
         assert max(graph["unoptimized"]["max_abs_diff"].values()) <= 1e-4
     fill_runs = report["graphs"]["fill_mask"]["unoptimized"]["runs"]

@@ -106,7 +106,7 @@ def test_changed_artifact_fails_its_checksum(tmp_path: Path) -> None:
 def test_missing_graph_file_is_refused(tmp_path: Path) -> None:
     directory = publish(tmp_path, make_spec())
     (directory / "encoder.onnx").unlink()
-    with pytest.raises(SpecError, match="'encoder.onnx', which is missing"):
+    with pytest.raises(SpecError, match=r"'encoder\.onnx', which is missing"):
         load_checked(directory)
 
 
@@ -121,7 +121,7 @@ def test_bad_default_layer_is_refused(tmp_path: Path) -> None:
     raw = json.loads((directory / "spec.json").read_text())
     raw["default_layers"] = [5]
     (directory / "spec.json").write_text(json.dumps(raw))
-    with pytest.raises(SpecError, match="default layer 5 is outside 0..1"):
+    with pytest.raises(SpecError, match=r"default layer 5 is outside 0\.\.1"):
         load_checked(directory)
 
 

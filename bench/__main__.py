@@ -1,0 +1,217 @@
+"""``python -m bench`` (or ``make bench``): served vs raw throughput, dynamic batching vs batch-1.
+
+For each model it serves the repository in this process, drives it over gRPC from a separate
+load process (N concurrent clients, one held-out sentence per call), records the batch shapes
+the server formed, then times raw ONNX Runtime on exactly those shapes with the server stopped.
+Everything is measured in one run, side by side:
+
+* served / raw: the server's throughput at saturation over the engine's at the same batches;
+* batching gain: dynamic batching over batch-1 serving at the same concurrency, next to the raw
+  engine's own gain between the same two mixes of batch shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.raw import Shape, encoder_session, replay
+from modelrepo import ModelRepository, load_checked
+from service.background import background_server
+from service.config import Settings
+
+console = Console()
+
+
+@dataclass
+class ShapeRecorder:
+    """Batch observer that counts the (batch size, padded length) of every batch formed."""
+
+    shapes: Counter[Shape] = field(default_factory=Counter)
+
+    def on_batch(
+        self, batch_size: int, padded_tokens: int, real_tokens: int, queue_wait_s: Sequence[float]
+    ) -> None:
+        self.shapes[(batch_size, padded_tokens // batch_size)] += 1
+
+    def on_dropped(self, reason: str, count: int) -> None:
+        pass
+
+    def on_executed(self, seconds: float) -> None:
+        pass
+
+
+def run_load(target: str, model: str, texts: Path, clients: int, seconds: float) -> dict[str, Any]:
+    """The load generator in its own process (its CPU use is not the server's GIL)."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench.load",
+        "--target",
+        target,
+        "--model",
+        model,
+        "--texts",
+        str(texts),
+        "--clients",
+        str(clients),
+        "--seconds",
+        str(seconds),
+    ]
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    loaded: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def serve_and_load(
+    settings: Settings, model: str, texts: Path, clients: int, seconds: float
+) -> tuple[dict[str, Any], Counter[Shape]]:
+    recorder = ShapeRecorder()
+    with background_server(
+        settings, lambda name: recorder if name.endswith(" embed") else None
+    ) as server:
+        load = run_load(server.target, model, texts, clients, seconds)
+    return load, recorder.shapes
+
+
+def mean_batch(shapes: Counter[Shape]) -> float:
+    batches = sum(shapes.values())
+    return sum(size * count for (size, _), count in shapes.items()) / max(1, batches)
+
+
+def bench_model(
+    models_dir: Path, name: str, texts: Path, clients: int, seconds: float, threads: int
+) -> dict[str, Any]:
+    settings = Settings(
+        models_dir=models_dir, models=[name], port=0, intra_op_threads=threads, log_level="warning"
+    )
+    console.print(f"[bold]{name}[/bold]: dynamic batching, {clients} clients, {seconds:.0f} s")
+    dynamic, dynamic_shapes = serve_and_load(settings, name, texts, clients, seconds)
+    console.print(f"[bold]{name}[/bold]: batch-1 serving, {clients} clients, {seconds:.0f} s")
+    single_settings = settings.model_copy(update={"max_batch_size": 1})
+    single, single_shapes = serve_and_load(single_settings, name, texts, clients, seconds)
+    console.print(f"[bold]{name}[/bold]: raw ONNX Runtime at the same batch shapes")
+    repository = ModelRepository(models_dir)
+    directory = repository.path(name, repository.newest(name) or 1)
+    spec = load_checked(directory)
+    session = encoder_session(directory, spec, threads)
+    raw_dynamic = replay(session, spec, dynamic_shapes, budget_s=seconds)
+    raw_single = replay(session, spec, single_shapes, budget_s=seconds)
+    return {
+        "model": name,
+        "dynamic": dynamic,
+        "single": single,
+        "raw_dynamic": raw_dynamic,
+        "raw_single": raw_single,
+        "mean_batch_dynamic": mean_batch(dynamic_shapes),
+        "served_over_raw": dynamic["throughput"] / raw_dynamic,
+        "served_gain": dynamic["throughput"] / max(1e-9, single["throughput"]),
+        "raw_gain": raw_dynamic / raw_single,
+        "top_shapes": [
+            [size, length, count] for (size, length), count in dynamic_shapes.most_common(5)
+        ],
+    }
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    table = Table(title="served vs raw ONNX Runtime (texts/s)")
+    for column in (
+        "model",
+        "mode",
+        "served",
+        "raw at same shapes",
+        "served/raw",
+        "p50 ms",
+        "p99 ms",
+        "mean batch",
+        "errors",
+    ):
+        table.add_column(column)
+    for result in results:
+        for mode, raw in (("dynamic", "raw_dynamic"), ("single", "raw_single")):
+            served = result[mode]
+            table.add_row(
+                result["model"],
+                "dynamic batching" if mode == "dynamic" else "batch-1",
+                f"{served['throughput']:.0f}",
+                f"{result[raw]:.0f}",
+                f"{served['throughput'] / result[raw]:.2f}",
+                f"{served['p50_ms']:.1f}",
+                f"{served['p99_ms']:.1f}",
+                f"{result['mean_batch_dynamic']:.1f}" if mode == "dynamic" else "1.0",
+                str(served["errors"] or "-"),
+            )
+    console.print(table)
+    gains = Table(title="gain of dynamic batching over batch-1 at the same concurrency")
+    for column in ("model", "served gain", "raw engine gain", "served / raw gain"):
+        gains.add_column(column)
+    for result in results:
+        gains.add_row(
+            result["model"],
+            f"{result['served_gain']:.2f}x",
+            f"{result['raw_gain']:.2f}x",
+            f"{result['served_gain'] / result['raw_gain']:.2f}",
+        )
+    console.print(gains)
+
+
+def write_texts(path: Path, seed: int) -> Path:
+    from export.corpus import CorpusConfig, load_or_generate
+
+    corpus = load_or_generate(Path("build/corpus"), CorpusConfig(seed=seed))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(corpus.heldout.sentences) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--models-dir", type=Path, default=Path("models"), help="repository with the default models"
+    )
+    parser.add_argument(
+        "--bench-models-dir",
+        type=Path,
+        default=Path("build/bench-models"),
+        help="where the bert-base-shaped model is built",
+    )
+    parser.add_argument(
+        "--models", nargs="*", default=["bert", "bert-base-random"], help="models to measure"
+    )
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: cores)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    from bench.models import ensure_models
+
+    locations = ensure_models(args.models, args.models_dir, args.bench_models_dir)
+    texts = write_texts(Path("build/bench/texts.txt"), seed=13)
+    results = [
+        bench_model(locations[name], name, texts, args.clients, args.seconds, args.threads)
+        for name in args.models
+    ]
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

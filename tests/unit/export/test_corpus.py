@@ -1,0 +1,170 @@
+"""The generated corpus: determinism, size, topics and senses, held-out split, files."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from export import corpus as corpus_module
+from export.corpus import (
+    FUNCTION_WORDS,
+    POLYSEMOUS_WORDS,
+    TOPICS,
+    Corpus,
+    CorpusConfig,
+    Noun,
+    Person,
+    Place,
+    Topic,
+    content_words,
+    generate_corpus,
+    lexicon_problems,
+    load_or_generate,
+    read_corpus,
+    word_topics,
+    write_corpus,
+)
+
+SMALL = CorpusConfig(seed=7, train_tokens=50_000, heldout_sentences=300)
+
+
+@pytest.fixture(scope="module")
+def small() -> Corpus:
+    return generate_corpus(SMALL)
+
+
+def test_same_config_gives_the_same_corpus(small: Corpus) -> None:
+    assert generate_corpus(SMALL) == small
+
+
+def test_another_seed_gives_other_sentences(small: Corpus) -> None:
+    other = generate_corpus(CorpusConfig(seed=8, train_tokens=50_000, heldout_sentences=300))
+    assert other.train.sentences[:50] != small.train.sentences[:50]
+    assert len(set(other.train.sentences) & set(small.train.sentences)) < len(small.train.sentences)
+
+
+def test_default_corpus_meets_its_size_guarantees() -> None:
+    started = time.perf_counter()
+    corpus = generate_corpus()
+    assert time.perf_counter() - started < 15
+    tokens = sum(len(sentence.split()) for sentence in corpus.train.sentences)
+    assert tokens >= 1_000_000
+    assert len(corpus.vocabulary()) >= 2_000
+    assert len(corpus.heldout.sentences) == 2_000
+    assert len(POLYSEMOUS_WORDS) >= 8
+    for split in (corpus.train, corpus.heldout):
+        senses = {(occurrence.word, occurrence.sense) for occurrence in split.senses}
+        for word, (first, second) in POLYSEMOUS_WORDS.items():
+            assert {(word, first), (word, second)} <= senses, word
+
+
+def test_at_least_eight_topics_each_with_sentences(small: Corpus) -> None:
+    assert len(TOPICS) >= 8
+    assert set(small.train.topics) == set(TOPICS)
+    for first, second in POLYSEMOUS_WORDS.values():
+        assert first != second
+        assert {first, second} <= set(TOPICS)
+
+
+def test_heldout_is_disjoint_from_train(small: Corpus) -> None:
+    assert len(small.heldout.sentences) == SMALL.heldout_sentences
+    assert not set(small.heldout.sentences) & set(small.train.sentences)
+    assert len(set(small.heldout.sentences)) == len(small.heldout.sentences)
+
+
+def test_sense_occurrences_point_at_their_word_and_topic(small: Corpus) -> None:
+    for split in (small.train, small.heldout):
+        assert len(split.topics) == len(split.sentences)
+        for occurrence in split.senses:
+            words = split.sentences[occurrence.sentence_index].split()
+            assert words[occurrence.token_index] == occurrence.word
+            assert occurrence.sense == split.topics[occurrence.sentence_index]
+            assert occurrence.sense in POLYSEMOUS_WORDS[occurrence.word]
+        polysemous = sum(
+            word in POLYSEMOUS_WORDS for sentence in split.sentences for word in sentence.split()
+        )
+        assert len(split.senses) == polysemous
+
+
+def test_every_content_word_belongs_to_the_sentence_topic(small: Corpus) -> None:
+    topic_of = word_topics()
+    for sentence, topic in zip(small.train.sentences, small.train.topics, strict=True):
+        for word in sentence.split():
+            if word in POLYSEMOUS_WORDS:
+                assert topic in POLYSEMOUS_WORDS[word]
+            elif word in topic_of:
+                assert topic_of[word] == topic, (word, sentence)
+
+
+def test_tokens_are_lowercase_words_or_punctuation(small: Corpus) -> None:
+    for split in (small.train, small.heldout):
+        for sentence in split.sentences:
+            assert sentence.endswith(" .")
+            assert 8 <= len(sentence.split()) <= 50, sentence
+            for word in sentence.split():
+                assert re.fullmatch(r"[a-z]+", word) or word in {".", ","}, word
+
+
+def test_lexicon_words_are_classified() -> None:
+    words = content_words()
+    topic_of = word_topics()
+    assert set(topic_of) == words - set(POLYSEMOUS_WORDS)
+    assert set(POLYSEMOUS_WORDS) <= words
+    assert not words & FUNCTION_WORDS
+    assert set(topic_of.values()) == set(TOPICS)
+    assert all(re.fullmatch(r"[a-z]+", word) for word in words)
+
+
+def test_lexicon_problems_finds_reused_and_unknown_words() -> None:
+    person = Person("cook", ("busy",), ("boiled",))
+    place = Place("kitchen", "in", ("warm",))
+    nouns = (
+        Noun("egg", ("warm",), ("boiled",), ("kitchen",)),
+        Noun("rice", ("white",), ("fried",), ("pantry",)),
+    )
+    problems = lexicon_problems([Topic("food", (person,), (place,), nouns)])
+    assert any("'warm' is used more than once" in problem for problem in problems)
+    assert any("unknown 'fried'" in problem for problem in problems)
+    assert any("unknown 'pantry'" in problem for problem in problems)
+
+
+def test_vocabulary_is_sorted_distinct_train_tokens(small: Corpus) -> None:
+    words = {word for sentence in small.train.sentences for word in sentence.split()}
+    assert small.vocabulary() == sorted(words)
+
+
+def test_write_and_read_round_trip(small: Corpus, tmp_path: Path) -> None:
+    write_corpus(small, tmp_path)
+    names = {path.name for path in tmp_path.iterdir()}
+    assert {
+        "train.txt",
+        "heldout.txt",
+        "train_topics.txt",
+        "heldout_topics.txt",
+        "senses_train.jsonl",
+        "senses_heldout.jsonl",
+        "lexicon.json",
+        "meta.json",
+    } <= names
+    assert read_corpus(tmp_path) == small
+
+
+def test_load_or_generate_reuses_matching_files(
+    small: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_or_generate(tmp_path, SMALL) == small
+
+    def no_generation(config: CorpusConfig) -> Corpus:
+        raise AssertionError("should have reused the files")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(corpus_module, "generate_corpus", no_generation)
+        assert load_or_generate(tmp_path, SMALL) == small
+
+    other = CorpusConfig(seed=SMALL.seed, train_tokens=20_000, heldout_sentences=100)
+    regenerated = load_or_generate(tmp_path, other)
+    assert regenerated == generate_corpus(other)
+    assert read_corpus(tmp_path) == regenerated
