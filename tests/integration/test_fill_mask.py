@@ -15,8 +15,9 @@ from export.bert.exporter import import_bert
 from export.bert.train import BertTrainingConfig, train_bert
 from export.corpus import Corpus, CorpusConfig, generate_corpus
 from export.evaluate import masked_sentences
+from service.background import BackgroundServer
 from service.client import EmbeddingClient
-from tests.integration.harness import BackgroundServer, running_server
+from tests.integration.harness import running_server
 
 pytestmark = pytest.mark.slow
 
