@@ -30,7 +30,7 @@ from modelrepo import ModelRepository, load_checked
 from service.background import background_server
 from service.config import Settings
 
-console = Console()
+console = Console(width=150)
 
 
 @dataclass

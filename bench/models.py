@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 from modelrepo import ModelRepository
@@ -15,10 +14,11 @@ BERT_BASE = "bert-base-random"
 def build_bert_base(models_dir: Path) -> None:
     """12 layers, hidden 768, 12 heads, 30522-word embedding table; our corpus's tokenizer."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForMaskedLM
 
     from export.bert.exporter import import_bert
-    from export.bert.tokenizer import SPECIAL_TOKENS, train_wordpiece
+    from export.bert.tokenizer import train_wordpiece
+    from export.bert.train import save_checkpoint
     from export.corpus import CorpusConfig, load_or_generate
 
     corpus = load_or_generate(Path("build/corpus"), CorpusConfig())
@@ -26,14 +26,7 @@ def build_bert_base(models_dir: Path) -> None:
     torch.manual_seed(0)
     model = BertForMaskedLM(BertConfig(vocab_size=30522)).eval()
     checkpoint = models_dir.parent / "bench-checkpoints" / BERT_BASE
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.save_pretrained(checkpoint)
-        PreTrainedTokenizerFast(
-            tokenizer_object=info.tokenizer,
-            model_max_length=512,
-            **{f"{role}_token": token for role, token in SPECIAL_TOKENS.items()},
-        ).save_pretrained(checkpoint)
+    save_checkpoint(model, info, checkpoint, max_length=512)
     import_bert(checkpoint, models_dir, BERT_BASE)
 
 

@@ -6,9 +6,10 @@ import warnings
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerFast
+from transformers import BertConfig, BertForMaskedLM, BertModel
 
-from export.bert.tokenizer import SPECIAL_TOKENS, train_wordpiece
+from export.bert.tokenizer import train_wordpiece
+from export.bert.train import save_checkpoint
 
 WORDS = tuple(
     (
@@ -43,14 +44,7 @@ def save_mlm_checkpoint(directory: Path, seed: int = 0) -> Path:
     info = train_wordpiece(sentences(), vocab_size=200)
     torch.manual_seed(seed)
     model = BertForMaskedLM(tiny_config(info.tokenizer.get_vocab_size())).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.save_pretrained(directory)
-        PreTrainedTokenizerFast(
-            tokenizer_object=info.tokenizer,
-            model_max_length=128,
-            **{f"{role}_token": token for role, token in SPECIAL_TOKENS.items()},
-        ).save_pretrained(directory)
+    save_checkpoint(model, info, directory, max_length=128)
     return directory
 
 
