@@ -43,7 +43,7 @@ def replay(
     scaled down proportionally to fit ``budget_s``.
     """
     rng = np.random.default_rng(0)
-    output = [f"hidden_state_{spec.num_layers}"]
+    output = [spec.graph("encoder").outputs[-1].name]  # the last layer
     vocab = int(spec.extra.get("vocab_size", 1000))
     costs: dict[Shape, float] = {}
     for shape in shapes:

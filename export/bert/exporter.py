@@ -20,7 +20,6 @@ from export.bert.graphs import (
     BertEncoderGraph,
     BertFillMaskGraph,
     bert_export_spec,
-    hidden_state_name,
 )
 from export.bert.tokenizer import TokenizerInfo, load_checkpoint_tokenizer
 from export.optimize import optimize_transformer
@@ -281,9 +280,6 @@ def _model_spec(
         extra={
             "vocab_size": config.vocab_size,
             "num_attention_heads": config.num_attention_heads,
-            "hidden_state_outputs": [
-                hidden_state_name(i) for i in range(config.num_hidden_layers + 1)
-            ],
             "mask_positions_input": MASK_POSITIONS.name,
         },
     )

@@ -26,6 +26,7 @@ class OnnxBert:
             if self.spec.supports("fill_mask")
             else None
         )
+        self.layer_outputs = [tensor.name for tensor in self.spec.graph("encoder").outputs]
         self.pad_id = self.spec.special_token_ids["pad"]
         self.mask_id = self.spec.special_token_ids["mask"]
 
@@ -48,7 +49,7 @@ class OnnxBert:
         """The vector of word ``positions[i]`` of sentence i: mean of its word pieces."""
         layer = self.spec.num_layers if layer is None else layer
         arrays, word_ids = self._batch(sentences)
-        (states,) = self.encoder.run([f"hidden_state_{layer}"], arrays)
+        (states,) = self.encoder.run([self.layer_outputs[layer]], arrays)
         vectors = []
         for row, position in enumerate(positions):
             pieces = [i for i, word in enumerate(word_ids[row]) if word == position]

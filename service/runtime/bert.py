@@ -22,10 +22,6 @@ from service.runtime.base import (
 from service.runtime.session import GraphSession, SessionOptions
 
 
-def hidden_state_name(layer: int) -> str:
-    return f"hidden_state_{layer}"
-
-
 class BertRuntime:
     """A BERT model version: embeddings from any layer, and fill-mask if it has an MLM head."""
 
@@ -37,6 +33,8 @@ class BertRuntime:
         self.tokenizer.no_truncation()
         encoder = spec.graph("encoder")
         self.encoder = GraphSession(directory / encoder.file, encoder, options, f"{label} encoder")
+        # the encoder declares one output per layer, in layer order (0 = embeddings)
+        self.layer_outputs = [tensor.name for tensor in encoder.outputs]
         self.fill_mask: GraphSession | None = None
         if spec.supports("fill_mask"):
             graph = spec.graph("fill_mask")
@@ -106,7 +104,7 @@ class BertRuntime:
         """One padded batch through the encoder, fetching only the layers some item needs."""
         needed = sorted({layer for item in items for layer in self._layers_of(item)})
         outputs = self.encoder.run(
-            [hidden_state_name(layer) for layer in needed], self._pad([i.ids for i in items])
+            [self.layer_outputs[layer] for layer in needed], self._pad([i.ids for i in items])
         )
         by_layer = dict(zip(needed, outputs, strict=True))
         return [
