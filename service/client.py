@@ -2,6 +2,8 @@
 
     python -m service.client embed --model bert "the ripe apple" "the new apple phone"
     python -m service.client fill-mask --model bert "the [MASK] is red"
+    python -m service.client embed --model word2vec --skip-unknown "the ripe apple Apple"
+    python -m service.client similar --model word2vec laptop juicy --negative screen
     python -m service.client tokenize --model bert "some text"
     python -m service.client models
     python -m service.client health
@@ -69,6 +71,7 @@ def embed_request(
     layer_weights: Sequence[float] = (),
     normalize: bool = False,
     truncate: bool = False,
+    skip_unknown: bool = False,
 ) -> pb.EmbedRequest:
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
@@ -81,6 +84,7 @@ def embed_request(
         layer_weights=list(layer_weights),
         normalize=normalize,
         truncate=truncate,
+        skip_unknown=skip_unknown,
     )
 
 
@@ -209,6 +213,26 @@ class AsyncEmbeddingClient:
         response: pb.FillMaskResponse = await self.stub.FillMask(request, timeout=self.timeout)
         return response
 
+    async def most_similar(
+        self,
+        model: str,
+        positive: Sequence[str],
+        negative: Sequence[str] = (),
+        top_k: int = 10,
+        version: str = "",
+    ) -> pb.MostSimilarResponse:
+        request = pb.MostSimilarRequest(
+            model=model,
+            version=version,
+            positive=list(positive),
+            negative=list(negative),
+            top_k=top_k,
+        )
+        response: pb.MostSimilarResponse = await self.stub.MostSimilar(
+            request, timeout=self.timeout
+        )
+        return response
+
     async def tokenize(
         self, texts: Sequence[str], model: str, version: str = ""
     ) -> pb.TokenizeResponse:
@@ -248,6 +272,11 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--layer-weights", type=float, nargs="*", default=[])
     embed.add_argument("--normalize", action="store_true")
     embed.add_argument("--truncate", action="store_true")
+    embed.add_argument(
+        "--skip-unknown",
+        action="store_true",
+        help="word2vec: leave out words missing from the vocabulary instead of failing",
+    )
     embed.add_argument("--json", action="store_true", help="print the full vectors as JSON")
     fill = commands.add_parser("fill-mask", help="predict the masked words")
     fill.add_argument("texts", nargs="+")
@@ -282,6 +311,7 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
             layer_weights=args.layer_weights,
             normalize=args.normalize,
             truncate=args.truncate,
+            skip_unknown=args.skip_unknown,
         )
         if args.json:
             print(json.dumps([vector.tolist() for vector in vectors(response)]))
@@ -302,6 +332,9 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
                 f"{np.linalg.norm(vector):.3f}",
             )
         console.print(table)
+        for text, embedding in zip(args.texts, response.embeddings, strict=True):
+            if embedding.unknown_tokens:
+                console.print(f"{text!r}: left out {list(embedding.unknown_tokens)}")
     elif args.command == "fill-mask":
         fills = client.fill_mask(args.texts, args.model, top_k=args.top_k)
         for text, filled in zip(args.texts, fills.results, strict=True):

@@ -122,6 +122,13 @@ class FillMaskOutcome:
     timing: Timing = field(default_factory=Timing)
 
 
+@dataclass
+class MostSimilarOutcome:
+    neighbors: list[Neighbor]
+    model: str
+    version: int
+
+
 def resolve_embed_options(spec: ModelSpec, query: EmbedQuery) -> EmbedOptions:
     """Check a request's options against the model and fill in its defaults."""
     layers, layer_weights = query.layers, query.layer_weights

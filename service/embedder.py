@@ -3,6 +3,8 @@
 Per model version there is one inference thread shared by its batchers (embeddings and
 fill-mask), so its graphs never compete for the cores; tokenization and post-processing run on
 a separate pool. This is also where the cache tiers will sit (hits return before batching).
+Static models (word2vec, a ``DirectRuntime``) have no batcher and no inference thread: their
+lookups run at once on the worker pool and never wait behind the contextual models' batches.
 """
 
 from __future__ import annotations
@@ -12,23 +14,33 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from modelrepo import ModelSpec
 from service.batching import BatchingConfig, BatchObserver, DynamicBatcher
 from service.domain import (
+    EmbedOptions,
     EmbedOutcome,
     EmbedQuery,
     FillMaskOutcome,
     FillMaskQuery,
+    MostSimilarOutcome,
+    MostSimilarQuery,
     Timing,
     TokenizedText,
     resolve_embed_options,
 )
 from service.errors import InvalidArgument, NotFound
-from service.runtime.base import EmbedItem, FillMaskItem, FillMaskRuntime, LayerStates, Runtime
+from service.runtime.base import (
+    DirectRuntime,
+    EmbedItem,
+    FillMaskItem,
+    FillMaskRuntime,
+    LayerStates,
+    Runtime,
+)
 
 T = TypeVar("T")
 
@@ -36,16 +48,18 @@ T = TypeVar("T")
 ObserverFactory = Callable[[str], BatchObserver | None]
 
 MAX_TOP_K = 1000
+DEFAULT_SIMILAR_TOP_K = 10
 
 
 @dataclass
 class ServedModel:
-    """A model version with its runtime, batchers and inference thread."""
+    """A model version with its runtime, and its batchers and inference thread unless direct."""
 
     runtime: Runtime
-    embed_batcher: DynamicBatcher[EmbedItem, LayerStates]
+    embed_batcher: DynamicBatcher[EmbedItem, LayerStates] | None
     fill_mask_batcher: DynamicBatcher[FillMaskItem, np.ndarray] | None
-    inference_thread: ThreadPoolExecutor
+    inference_thread: ThreadPoolExecutor | None
+    direct: DirectRuntime | None = None  # set (and no batchers) for static models
 
     @property
     def spec(self) -> ModelSpec:
@@ -77,6 +91,8 @@ class Embedder:
         }
 
     def _serve(self, runtime: Runtime, batching: BatchingConfig) -> ServedModel:
+        if isinstance(runtime, DirectRuntime):
+            return ServedModel(runtime, None, None, None, direct=runtime)
         label = f"{runtime.spec.name}/{runtime.spec.version}"
         thread = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{label}")
         embed = DynamicBatcher(
@@ -106,21 +122,23 @@ class Embedder:
             served.runtime.warmup()
 
     async def start(self) -> None:
-        for served in self.served():
-            await served.embed_batcher.start()
-            if served.fill_mask_batcher is not None:
-                await served.fill_mask_batcher.start()
+        for batcher in self._batchers():
+            await batcher.start()
 
     async def stop(self, grace: float | None) -> None:
         """Finish queued work (within ``grace``), then release threads and sessions."""
-        batchers = [served.embed_batcher for served in self.served()] + [
-            served.fill_mask_batcher for served in self.served() if served.fill_mask_batcher
-        ]
-        await asyncio.gather(*(batcher.stop(grace) for batcher in batchers))
+        await asyncio.gather(*(batcher.stop(grace) for batcher in self._batchers()))
         for served in self.served():
-            served.inference_thread.shutdown(wait=True)
+            if served.inference_thread is not None:
+                served.inference_thread.shutdown(wait=True)
             served.runtime.close()
         self.workers.shutdown(wait=True)
+
+    def _batchers(self) -> list[DynamicBatcher[Any, Any]]:
+        found: list[DynamicBatcher[Any, Any]] = []
+        for served in self.served():
+            found += [b for b in (served.embed_batcher, served.fill_mask_batcher) if b is not None]
+        return found
 
     # -- lookup ---------------------------------------------------------------------------
     def served(self) -> list[ServedModel]:
@@ -163,6 +181,10 @@ class Embedder:
         served = self.resolve(query.model, query.version)
         runtime = served.runtime
         options = resolve_embed_options(served.spec, query)
+        if served.direct is not None:
+            return await self._embed_now(served, served.direct, query.texts, options, started)
+        if served.embed_batcher is None:  # every runtime that is not direct has one
+            raise InvalidArgument(f"{served.spec.name} serves no embeddings")
         items, tokenizing = await self._on_workers(
             lambda: runtime.prepare_embed(query.texts, options)
         )
@@ -178,14 +200,29 @@ class Embedder:
         )
         return EmbedOutcome(results, runtime.dim, served.spec.name, served.spec.version, timing)
 
+    async def _embed_now(
+        self,
+        served: ServedModel,
+        direct: DirectRuntime,
+        texts: Sequence[str],
+        options: EmbedOptions,
+        started: float,
+    ) -> EmbedOutcome:
+        """A static model: split, look up and pool in one step on the worker pool, no queue."""
+        results, elapsed = await self._on_workers(lambda: direct.embed_now(texts, options))
+        timing = Timing(inference_s=elapsed, total_s=time.perf_counter() - started)
+        spec = served.spec
+        return EmbedOutcome(results, served.runtime.dim, spec.name, spec.version, timing)
+
     async def fill_mask(self, query: FillMaskQuery, deadline: float | None) -> FillMaskOutcome:
         started = time.perf_counter()
         self._check_texts(query.texts)
         served = self.resolve(query.model, query.version)
         if served.fill_mask_batcher is None:
             raise InvalidArgument(
-                f"{served.spec.name} has no masked-LM head (it was imported without one), so it "
-                "cannot fill masks; use a model whose capabilities include fill_mask"
+                f"{served.spec.name} has no masked-LM head (capabilities: "
+                f"{', '.join(served.spec.capabilities)}), so it cannot fill masks; use a model "
+                "whose capabilities include fill_mask"
             )
         if query.top_k > MAX_TOP_K:
             raise InvalidArgument(f"top_k is {query.top_k}; at most {MAX_TOP_K} is allowed")
@@ -205,6 +242,29 @@ class Embedder:
             total_s=time.perf_counter() - started,
         )
         return FillMaskOutcome(results, served.spec.name, served.spec.version, timing)
+
+    async def most_similar(self, query: MostSimilarQuery) -> MostSimilarOutcome:
+        """Nearest words of a static model (gensim's ``most_similar``), answered at once."""
+        served = self.resolve(query.model, query.version)
+        spec = served.spec
+        direct = served.direct
+        if direct is None or not spec.supports("most_similar"):
+            raise InvalidArgument(
+                f"model {spec.name} has no most_similar capability (architecture "
+                f"{spec.architecture}, capabilities {list(spec.capabilities)}); ask a word2vec "
+                "model exported with its similarity graph"
+            )
+        if query.top_k > MAX_TOP_K:
+            raise InvalidArgument(f"top_k is {query.top_k}; at most {MAX_TOP_K} is allowed")
+        words = len(query.positive) + len(query.negative)
+        limit = self.limits.max_texts_per_request
+        if words > limit:
+            raise InvalidArgument(f"{words} query words; the limit is {limit}")
+        top_k = query.top_k or DEFAULT_SIMILAR_TOP_K
+        neighbors, _ = await self._on_workers(
+            lambda: direct.most_similar(query.positive, query.negative, top_k)
+        )
+        return MostSimilarOutcome(neighbors, spec.name, spec.version)
 
     async def tokenize(
         self, name: str, version: str, texts: Sequence[str]

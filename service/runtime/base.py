@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,6 +36,7 @@ class EmbedItem:
     tokens: tuple[str, ...]
     truncated: bool
     options: EmbedOptions
+    unknown_tokens: tuple[str, ...] = ()  # left out (static models with skip_unknown)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Runtime(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
 class DirectRuntime(Protocol):
     """A static model (word2vec): lookups are cheap, so they run at once, never batched.
 

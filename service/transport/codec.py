@@ -8,6 +8,8 @@ from service.domain import (
     EmbedQuery,
     FillMaskOutcome,
     FillMaskQuery,
+    MostSimilarOutcome,
+    MostSimilarQuery,
     Pooling,
     Timing,
     TokenizedText,
@@ -49,6 +51,16 @@ def fill_mask_query(request: pb.FillMaskRequest) -> FillMaskQuery:
         model=request.model,
         version=request.version,
         texts=tuple(request.texts),
+        top_k=request.top_k,
+    )
+
+
+def most_similar_query(request: pb.MostSimilarRequest) -> MostSimilarQuery:
+    return MostSimilarQuery(
+        model=request.model,
+        version=request.version,
+        positive=tuple(request.positive),
+        negative=tuple(request.negative),
         top_k=request.top_k,
     )
 
@@ -106,6 +118,16 @@ def fill_mask_response(outcome: FillMaskOutcome) -> pb.FillMaskResponse:
         model=outcome.model,
         version=str(outcome.version),
         timing=timing(outcome.timing),
+    )
+
+
+def most_similar_response(outcome: MostSimilarOutcome) -> pb.MostSimilarResponse:
+    return pb.MostSimilarResponse(
+        neighbors=[
+            pb.Neighbor(word=neighbor.word, score=neighbor.score) for neighbor in outcome.neighbors
+        ],
+        model=outcome.model,
+        version=str(outcome.version),
     )
 
 

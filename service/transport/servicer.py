@@ -9,7 +9,7 @@ from typing import Any, TypeAlias
 from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from service.embedder import Embedder
-from service.errors import Unavailable, Unimplemented
+from service.errors import Unavailable
 from service.transport import codec
 from service.transport.status import streaming, unary
 
@@ -58,10 +58,8 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     async def MostSimilar(
         self, request: pb.MostSimilarRequest, context: Context
     ) -> pb.MostSimilarResponse:
-        raise Unimplemented(
-            "MostSimilar needs a word2vec model, and this server serves none yet; "
-            "use Embed for contextual models"
-        )
+        outcome = await self._ready().most_similar(codec.most_similar_query(request))
+        return codec.most_similar_response(outcome)
 
     @unary
     async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:

@@ -80,8 +80,8 @@ def status_of(call: object) -> tuple[grpc.StatusCode, str]:
         ),
         (
             lambda c: c.most_similar("tiny-mlm", ["river"]),
-            grpc.StatusCode.UNIMPLEMENTED,
-            "word2vec",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "model tiny-mlm has no most_similar capability",
         ),
         (lambda c: c.get_model("nope"), grpc.StatusCode.NOT_FOUND, "not served"),
     ],

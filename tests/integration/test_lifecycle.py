@@ -78,6 +78,7 @@ def test_expired_deadline_is_reported_not_hung(imported: dict[str, Path]) -> Non
             background = pool.submit(busy.embed, texts, "tiny-mlm")
             assert server.app.embedder is not None
             batcher = server.app.embedder.resolve("tiny-mlm", "").embed_batcher
+            assert batcher is not None
             while batcher.queue_size < 500:
                 time.sleep(0.001)
             with pytest.raises(grpc.RpcError) as raised:

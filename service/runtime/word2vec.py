@@ -1,0 +1,256 @@
+"""word2vec behind the runtime protocol: exact vector lookups and most-similar words.
+
+Static lookups are cheap, so this is a ``DirectRuntime``: the embedder calls ``embed_now`` and
+``most_similar`` at once on its worker pool, never through a batch queue.
+
+* Tokenization: a text is split at whitespace (``str.split()``); each word is looked up exactly
+  as written, like gensim's ``KeyedVectors``: case and punctuation are part of the word
+  ("Apple" and "apple," are not "apple"; the default corpus is lowercase with "." and ","
+  as separate words).
+* Unknown words: by default the request fails with INVALID_ARGUMENT naming them; with
+  ``skip_unknown`` they are left out and reported in ``unknown_tokens``. A text with no known
+  word fails either way: a zero vector is never mixed into a result.
+* Pooling: ``MEAN`` and ``MAX`` over the text's known words, ``NONE`` one vector per known
+  word; ``CLS`` has no meaning here (no [CLS] token) and is refused. Layer 0 only.
+* ``most_similar``: gensim's semantics: each query word's vector is unit-normalised, they are
+  averaged with weight +1 (positive) and -1 (negative), the mean is unit-normalised and scored
+  against every unit-normalised word vector by the ``similarity`` graph; query words are
+  excluded from the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from modelrepo import ModelSpec, SpecError
+from modelrepo.vocabulary import VOCABULARY_FILE, read_vocabulary
+from service.domain import EmbeddingResult, EmbedOptions, Neighbor, Pooling, TokenizedText
+from service.errors import InvalidArgument
+from service.runtime.base import EmbedItem, LayerStates, l2_normalize, pool
+from service.runtime.session import GraphSession, SessionOptions
+
+_WORD = re.compile(r"\S+")  # the words of str.split(), with their offsets
+UNKNOWN_ID = -1  # the id Tokenize reports for a word the vocabulary lacks
+NAMED_AT_MOST = 10  # unknown words named in an error message
+
+
+@dataclass(frozen=True)
+class _Text:
+    """One text split into words, known and unknown."""
+
+    words: tuple[str, ...]
+    ids: tuple[int, ...]  # UNKNOWN_ID where the vocabulary lacks the word
+    truncated: bool
+
+
+def _quoted(words: Sequence[str]) -> str:
+    distinct = list(dict.fromkeys(words))
+    named = ", ".join(repr(word) for word in distinct[:NAMED_AT_MOST])
+    more = len(distinct) - NAMED_AT_MOST
+    return named + (f" and {more} more" if more > 0 else "")
+
+
+class Word2VecRuntime:
+    """A word2vec model version: lookups by word, pooled or not, and nearest words."""
+
+    def __init__(self, directory: Path, spec: ModelSpec, options: SessionOptions) -> None:
+        self.spec = spec
+        self.label = f"{spec.name}/{spec.version}"
+        self.words = read_vocabulary(directory / VOCABULARY_FILE)
+        self.index = {word: row for row, word in enumerate(self.words)}
+        if spec.extra.get("vocab_size") != len(self.words):
+            raise SpecError(
+                f"{directory}: {VOCABULARY_FILE} has {len(self.words)} words but spec.json "
+                f"declares vocab_size {spec.extra.get('vocab_size')}; re-export the model"
+            )
+        lookup = spec.graph("lookup")
+        self.lookup = GraphSession(directory / lookup.file, lookup, options, f"{self.label} lookup")
+        self.similarity: GraphSession | None = None
+        if spec.supports("most_similar"):
+            graph = spec.graph("similarity")
+            if graph.output("scores").shape[-1] != len(self.words):
+                raise SpecError(f"{directory}: the similarity graph does not score every word")
+            self.similarity = GraphSession(
+                directory / graph.file, graph, options, f"{self.label} similarity"
+            )
+        self.device = self.lookup.device
+
+    @property
+    def dim(self) -> int:
+        return self.spec.hidden_size
+
+    # -- tokenization ---------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
+        results = []
+        for index, text in enumerate(texts):
+            matches = list(_WORD.finditer(text))
+            if not matches:
+                raise InvalidArgument(f"texts[{index}] is empty; every text needs some words")
+            words = tuple(match.group() for match in matches)
+            results.append(
+                TokenizedText(
+                    tokens=words,
+                    ids=tuple(self.index.get(word, UNKNOWN_ID) for word in words),
+                    offsets=tuple(match.span() for match in matches),
+                )
+            )
+        return results
+
+    def _split(self, index: int, text: str, truncate: bool) -> _Text:
+        words = text.split()
+        if not words:
+            raise InvalidArgument(f"texts[{index}] is empty; every text needs some words")
+        limit = self.spec.max_sequence_length
+        truncated = len(words) > limit
+        if truncated and not truncate:
+            raise InvalidArgument(
+                f"texts[{index}] has {len(words)} words, more than {self.spec.name}'s maximum "
+                f"of {limit}; shorten it or set truncate"
+            )
+        words = words[:limit]
+        ids = tuple(self.index.get(word, UNKNOWN_ID) for word in words)
+        return _Text(tuple(words), ids, truncated)
+
+    # -- embeddings -----------------------------------------------------------------------
+    def _check_options(self, options: EmbedOptions) -> None:
+        if options.pooling is Pooling.CLS:
+            raise InvalidArgument(
+                f"{self.spec.name} is a word2vec model: it has no [CLS] token, so POOLING_CLS "
+                "has no meaning; use POOLING_MEAN, POOLING_MAX or POOLING_NONE"
+            )
+        if options.layer_weights:
+            raise InvalidArgument(
+                f"{self.spec.name} is a word2vec model with a single layer (0); leave "
+                "layer_weights empty"
+            )
+
+    def prepare_embed(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbedItem]:
+        """Split and look up every text; unknown words fail the request unless skipped."""
+        self._check_options(options)
+        split = [self._split(index, text, options.truncate) for index, text in enumerate(texts)]
+        unknown = [
+            (index, word)
+            for index, text in enumerate(split)
+            for word, row in zip(text.words, text.ids, strict=True)
+            if row == UNKNOWN_ID
+        ]
+        if unknown and not options.skip_unknown:
+            where = sorted({index for index, _ in unknown})
+            raise InvalidArgument(
+                f"{len({word for _, word in unknown})} word(s) not in the vocabulary of "
+                f"{self.label}: {_quoted([word for _, word in unknown])} (in texts {where[:10]}); "
+                "words are matched exactly, case and punctuation included; set skip_unknown to "
+                "leave unknown words out"
+            )
+        items = []
+        for index, text in enumerate(split):
+            known = [
+                (word, row) for word, row in zip(text.words, text.ids, strict=True) if row >= 0
+            ]
+            missing = tuple(word for word, row in zip(text.words, text.ids, strict=True) if row < 0)
+            if not known:
+                raise InvalidArgument(
+                    f"texts[{index}] has no word in the vocabulary of {self.label} (unknown: "
+                    f"{_quoted(missing)}); there is nothing to embed"
+                )
+            items.append(
+                EmbedItem(
+                    ids=np.asarray([row for _, row in known], dtype=np.int64),
+                    tokens=tuple(word for word, _ in known),
+                    truncated=text.truncated,
+                    options=options,
+                    unknown_tokens=missing,
+                )
+            )
+        return items
+
+    def _vectors(self, ids: np.ndarray) -> np.ndarray:
+        """(n,) row ids → (n, dim) vectors from the lookup graph (an exact Gather)."""
+        (found,) = self.lookup.run(["vectors"], {"input_ids": ids.reshape(1, -1)})
+        return np.asarray(found[0])
+
+    def run_embed(self, items: Sequence[EmbedItem]) -> list[LayerStates]:
+        """Every item's words in one lookup, split back per item."""
+        vectors = self._vectors(np.concatenate([item.ids for item in items]))
+        bounds = np.cumsum([len(item.ids) for item in items])[:-1]
+        return [(part,) for part in np.split(vectors, bounds)]
+
+    def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:
+        vectors = pool(states[0], item.options.pooling)
+        if item.options.normalize:
+            vectors = l2_normalize(vectors)
+        return EmbeddingResult(
+            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+            tokens=item.tokens,
+            truncated=item.truncated,
+            unknown_tokens=item.unknown_tokens,
+        )
+
+    def embed_now(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbeddingResult]:
+        items = self.prepare_embed(texts, options)
+        states = self.run_embed(items)
+        return [self.finish_embed(item, state) for item, state in zip(items, states, strict=True)]
+
+    # -- most similar ---------------------------------------------------------------------
+    def _query(
+        self, positive: Sequence[str], negative: Sequence[str]
+    ) -> tuple[np.ndarray, set[int]]:
+        """gensim's query vector: unit mean of ±unit word vectors; and the query words' rows."""
+        if not positive:
+            raise InvalidArgument("positive is empty; give at least one word")
+        words = [*positive, *negative]
+        unknown = [word for word in words if word not in self.index]
+        if unknown:
+            raise InvalidArgument(
+                f"word(s) not in the vocabulary of {self.label}: {_quoted(unknown)}; words are "
+                "matched exactly, case and punctuation included"
+            )
+        rows = np.asarray([self.index[word] for word in words], dtype=np.int64)
+        vectors = self._vectors(rows)
+        norms = np.linalg.norm(vectors, axis=1)
+        if not norms.all():
+            zero = [word for word, norm in zip(words, norms, strict=True) if norm == 0]
+            raise InvalidArgument(
+                f"zero vector, which has no direction: {_quoted(zero)}; leave it out of the query"
+            )
+        units = (vectors / norms[:, None]).astype(np.float64)
+        weights = np.concatenate([np.ones(len(positive)), -np.ones(len(negative))])
+        mean = weights @ units / len(words)
+        length = np.linalg.norm(mean)
+        if length < 1e-6:
+            raise InvalidArgument("the positive and negative words cancel out: no direction left")
+        return (mean / length).astype(np.float32), {int(row) for row in rows}
+
+    def most_similar(
+        self, positive: Sequence[str], negative: Sequence[str], top_k: int
+    ) -> list[Neighbor]:
+        """The ``top_k`` words closest to the query by cosine, query words excluded."""
+        if self.similarity is None:
+            raise InvalidArgument(f"{self.label} was exported without its similarity graph")
+        query, excluded = self._query(positive, negative)
+        (scores,) = self.similarity.run(["scores"], {"query": query[None]})
+        row = np.array(scores[0], dtype=np.float32)
+        row[list(excluded)] = -np.inf
+        k = min(top_k, len(row) - len(excluded))
+        if k <= 0:
+            return []
+        best = np.argpartition(-row, k - 1)[:k]
+        best = best[np.lexsort((best, -row[best]))]  # by score; ties by row, deterministically
+        return [Neighbor(self.words[i], float(row[i])) for i in best]
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def warmup(self) -> None:
+        """Run each graph once so the first request is not the slow one."""
+        self._vectors(np.arange(min(8, len(self.words)), dtype=np.int64))
+        if self.similarity is not None:
+            query = np.zeros((1, self.dim), dtype=np.float32)
+            query[0, 0] = 1.0
+            self.similarity.run(["scores"], {"query": query})
+
+    def close(self) -> None:
+        self.similarity = None
