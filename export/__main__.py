@@ -2,7 +2,12 @@
 
 python -m export bert --train                     # default BERT on the generated corpus
 python -m export bert --from-hf DIR --name NAME   # any local BERT checkpoint
+python -m export elmo --train                     # default ELMo on the generated corpus
+python -m export elmo --options F --weights F     # a bilm-tf / AllenNLP biLM (options.json, HDF5)
+python -m export word2vec --train [--cbow] [--hs]  # default word2vec (gensim) on the corpus
+python -m export word2vec --from-file PATH [--binary] --name NAME  # C text / binary vectors
 python -m export evaluate NAME                    # quality on held-out sentences
+python -m export evaluate --compare [NAME ...]    # polysemy gaps side by side
 python -m export defaults                         # build every missing default model
 """
 
@@ -19,11 +24,12 @@ from rich.console import Console
 from rich.table import Table
 
 from export.corpus import CorpusConfig, load_or_generate
+from export.word2vec.cli import add_word2vec_parser
 from modelrepo import ModelRepository, read_spec
 
 console = Console(stderr=True)
 
-DEFAULT_MODELS = ("bert",)
+DEFAULT_MODELS = ("bert", "elmo", "word2vec")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -59,11 +65,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(bert)
 
+    elmo = commands.add_parser(
+        "elmo", help="train an ELMo biLM or import bilm-tf / AllenNLP weights, and export it"
+    )
+    elmo_source = elmo.add_mutually_exclusive_group(required=True)
+    elmo_source.add_argument(
+        "--train", action="store_true", help="train the default small biLM on the corpus"
+    )
+    elmo_source.add_argument(
+        "--options", type=Path, metavar="FILE", help="the biLM's options.json (needs --weights)"
+    )
+    elmo.add_argument(
+        "--weights", type=Path, metavar="FILE", help="the biLM's HDF5 weights (bilm-tf layout)"
+    )
+    elmo.add_argument("--name", default="elmo", help="model name in the repository")
+    elmo.add_argument("--version", type=int, help="version number (default: next free)")
+    elmo.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    elmo.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="where training writes options.json and the weights (default: build/checkpoints/NAME)",
+    )
+    elmo.add_argument(
+        "--max-sequence-length",
+        type=int,
+        default=None,
+        help="positions per text served, <S> and </S> included (default: 512)",
+    )
+    _common(elmo)
+    add_word2vec_parser(commands, _common)
+
     evaluate = commands.add_parser(
         "evaluate", help="quality of an exported model on held-out sentences"
     )
-    evaluate.add_argument("name", help="model name")
+    evaluate.add_argument("name", nargs="?", help="model name (or use --compare)")
     evaluate.add_argument("--version", type=int, help="version (default: newest)")
+    evaluate.add_argument(
+        "--compare",
+        nargs="*",
+        metavar="NAME",
+        help="evaluate several models (newest versions; default: every default model present) "
+        "and print their polysemy gaps side by side",
+    )
     evaluate.add_argument("--json", type=Path, help="also write the results to this file")
     _common(evaluate)
 
@@ -106,6 +149,87 @@ def command_bert(args: argparse.Namespace) -> Path:
     return target
 
 
+def train_default_elmo(args: argparse.Namespace, name: str, version: int | None) -> Path:
+    from dataclasses import replace
+
+    from export.elmo.exporter import import_elmo
+    from export.elmo.train import ElmoTrainingConfig, train_elmo
+
+    corpus = load_or_generate(args.corpus_dir, _corpus_config(args))
+    config = ElmoTrainingConfig(seed=args.seed)
+    if getattr(args, "steps", None):
+        config = replace(config, steps=args.steps)
+    checkpoint = getattr(args, "checkpoint_dir", None) or Path("build/checkpoints") / name
+    started = time.perf_counter()
+    options, weights = train_elmo(
+        corpus.train.sentences, config, checkpoint, show_progress=not args.no_progress
+    )
+    console.print(f"trained in {time.perf_counter() - started:.0f} s → {checkpoint}")
+    return import_elmo(options, weights, args.models_dir, name, version, **_elmo_limits(args))
+
+
+def _elmo_limits(args: argparse.Namespace) -> dict[str, int]:
+    length = getattr(args, "max_sequence_length", None)
+    return {} if length is None else {"max_sequence_length": length}
+
+
+def command_elmo(args: argparse.Namespace) -> Path:
+    from export.elmo.exporter import import_elmo
+
+    started = time.perf_counter()
+    if args.train:
+        if args.weights is not None:
+            raise SystemExit("--weights goes with --options, not with --train")
+        target = train_default_elmo(args, args.name, args.version)
+    else:
+        if args.weights is None:
+            raise SystemExit("--options needs --weights (the biLM's HDF5 weight file)")
+        target = import_elmo(
+            args.options,
+            args.weights,
+            args.models_dir,
+            args.name,
+            args.version,
+            **_elmo_limits(args),
+        )
+    console.print(f"exported {target} in {time.perf_counter() - started:.0f} s")
+    _print_elmo_validation(target)
+    return target
+
+
+def _print_elmo_validation(target: Path) -> None:
+    report = json.loads((target / "validation.json").read_text())
+    table = Table(title=f"validation of {target} (tolerance {report['tolerance']:g})")
+    for column in ("graph", "initial state", "output", "max |diff|"):
+        table.add_column(column)
+    for role, graph in report["graphs"].items():
+        for state, state_report in graph["initial_state"].items():
+            for output, diff in state_report["max_abs_diff"].items():
+                table.add_row(role, state, output, f"{diff:.2e}")
+    console.print(table)
+
+
+def train_default_word2vec(args: argparse.Namespace, name: str, version: int | None) -> Path:
+    from export.word2vec.cli import train_and_import
+
+    corpus = load_or_generate(args.corpus_dir, _corpus_config(args))
+    return train_and_import(args, corpus.train.sentences, name, version, console)
+
+
+def command_word2vec(args: argparse.Namespace) -> Path:
+    from export.word2vec.cli import check_arguments, import_from_file
+
+    check_arguments(args)
+    started = time.perf_counter()
+    if args.train:
+        target = train_default_word2vec(args, args.name, args.version)
+    else:
+        target = import_from_file(args)
+    console.print(f"exported {target} in {time.perf_counter() - started:.0f} s")
+    _print_validation(target)
+    return target
+
+
 def _print_validation(target: Path) -> None:
     report = json.loads((target / "validation.json").read_text())
     table = Table(title=f"validation of {target}")
@@ -127,6 +251,8 @@ def _print_validation(target: Path) -> None:
 def command_evaluate(args: argparse.Namespace) -> dict[str, object]:
     from export.evaluate import fill_mask_accuracy, polysemy_gap
 
+    if args.name is None:
+        raise SystemExit("evaluate needs a model name, or --compare [NAME ...]")
     repository = ModelRepository(args.models_dir)
     version = args.version or repository.newest(args.name)
     if version is None:
@@ -151,6 +277,16 @@ def command_evaluate(args: argparse.Namespace) -> dict[str, object]:
         results["polysemy_layer0"] = polysemy_gap(
             corpus.heldout, lambda s, p: bert.word_vectors(s, p, layer=0)
         ).to_dict()
+    elif spec.architecture == "word2vec":
+        from export.word2vec.evaluate import evaluate_word2vec
+        from export.word2vec.inference import OnnxWord2Vec
+
+        results.update(evaluate_word2vec(OnnxWord2Vec(directory), corpus.heldout))
+    elif spec.architecture == "elmo":
+        from export.elmo.evaluate import evaluate_elmo
+        from export.elmo.inference import OnnxElmo
+
+        results.update(evaluate_elmo(OnnxElmo(directory), corpus.heldout))
     _print_evaluation(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -165,9 +301,15 @@ def _print_evaluation(results: dict[str, object]) -> None:
             f"fill-mask on {fill['evaluated']} held-out sentences: top-1 {fill['top1']:.3f}, "
             f"top-5 {fill['top5']:.3f} ({fill['skipped_multi_piece']} skipped: multi-piece word)"
         )
+    if results.get("architecture") == "word2vec":
+        from export.word2vec.evaluate import print_word2vec_evaluation
+
+        print_word2vec_evaluation(console, results)
     for key, title in (
         ("polysemy", "default layer"),
         ("polysemy_layer0", "layer 0 (context-free)"),
+        ("polysemy_layer1", "layer 1"),
+        ("polysemy_layer2", "layer 2"),
     ):
         poly = results.get(key)
         if not isinstance(poly, dict):
@@ -180,6 +322,44 @@ def _print_evaluation(results: dict[str, object]) -> None:
         console.print(table)
 
 
+def command_compare(args: argparse.Namespace) -> list[dict[str, object]]:
+    """``evaluate --compare [NAME ...]``: each model's evaluation, then one table of the gaps."""
+    if args.name is not None or args.version is not None:
+        raise SystemExit("--compare takes model names (newest versions); drop NAME/--version")
+    repository = ModelRepository(args.models_dir)
+    names = list(args.compare) or [n for n in DEFAULT_MODELS if repository.newest(n) is not None]
+    if not names:
+        raise SystemExit(f"no default model in {args.models_dir}: build them with `defaults`")
+    everything = [
+        command_evaluate(argparse.Namespace(**{**vars(args), "name": name, "json": None}))
+        for name in names
+    ]
+    _print_comparison(everything)
+    if args.json:
+        args.json.write_text(json.dumps(everything, indent=2) + "\n")
+    return everything
+
+
+def _print_comparison(everything: list[dict[str, object]]) -> None:
+    """Mean polysemy gap per model: the served default and layer 0 (context-free)."""
+
+    def gap(results: dict[str, object], key: str) -> str:
+        poly = results.get(key)
+        return f"{poly['mean_gap']:.3f}" if isinstance(poly, dict) else "—"
+
+    table = Table(title="polysemy gap (within-sense − cross-sense cosine), held-out sentences")
+    for column in ("model", "architecture", "default", "layer 0 (context-free)"):
+        table.add_column(column)
+    for results in everything:
+        table.add_row(
+            str(results["model"]),
+            str(results["architecture"]),
+            gap(results, "polysemy"),
+            gap(results, "polysemy_layer0"),
+        )
+    console.print(table)
+
+
 def command_defaults(args: argparse.Namespace) -> None:
     repository = ModelRepository(args.models_dir)
     for name in DEFAULT_MODELS:
@@ -189,6 +369,10 @@ def command_defaults(args: argparse.Namespace) -> None:
         console.print(f"{name}: missing, building it")
         if name == "bert":
             train_default_bert(args, name, None)
+        elif name == "elmo":
+            train_default_elmo(args, name, None)
+        elif name == "word2vec":
+            train_default_word2vec(args, name, None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     if args.command == "bert":
         command_bert(args)
+    elif args.command == "elmo":
+        command_elmo(args)
+    elif args.command == "word2vec":
+        command_word2vec(args)
+    elif args.command == "evaluate" and args.compare is not None:
+        command_compare(args)
     elif args.command == "evaluate":
         command_evaluate(args)
     elif args.command == "defaults":

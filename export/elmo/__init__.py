@@ -1,5 +1,6 @@
-"""ELMo biLM: options, character ids, PyTorch model, bilm-tf HDF5 weights and ONNX export.
+"""ELMo biLM: options, PyTorch model, bilm-tf HDF5 weights, ONNX export and repository import.
 
-``characters`` depends on numpy only (the server encodes with the same rule); the other
-modules need torch. This package file imports nothing so that stays true.
+The character-id encoding is not here: it is part of the model's input contract, shared with
+the server, and lives in ``modelrepo.elmo_characters`` (numpy only). This package file imports
+nothing, so importing one of its modules pulls in only what that module needs.
 """

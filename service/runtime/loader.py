@@ -9,13 +9,19 @@ from pathlib import Path
 from modelrepo import ModelRepository, ModelSpec, SpecError, load_checked
 from service.runtime.base import Runtime
 from service.runtime.bert import BertRuntime
+from service.runtime.elmo import ElmoRuntime
 from service.runtime.session import SessionOptions, check_single_onnxruntime
+from service.runtime.word2vec import Word2VecRuntime
 
 log = logging.getLogger(__name__)
 
 RuntimeFactory = Callable[[Path, ModelSpec, SessionOptions], Runtime]
 
-RUNTIMES: dict[str, RuntimeFactory] = {"bert": BertRuntime}
+RUNTIMES: dict[str, RuntimeFactory] = {
+    "bert": BertRuntime,
+    "elmo": ElmoRuntime,
+    "word2vec": Word2VecRuntime,
+}
 
 
 def load_runtime(directory: Path, options: SessionOptions) -> Runtime:

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from export.elmo.characters import batch_char_ids, tokenize
+from modelrepo.elmo_characters import batch_char_ids, tokenize
 
 FloatArray = npt.NDArray[np.float32]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from export.elmo.characters import batch_char_ids, tokenize
 from export.elmo.model import ElmoBiLm, ScalarMix, remove_sentence_boundaries
 from export.elmo.options import ElmoOptions
+from modelrepo.elmo_characters import batch_char_ids, tokenize
 
 SENTENCES = [
     "The cat sat on the mat .",

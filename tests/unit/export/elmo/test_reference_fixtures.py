@@ -11,8 +11,8 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from export.elmo.characters import token_char_ids
 from export.elmo.model import ElmoBiLm
+from modelrepo.elmo_characters import token_char_ids
 from tests.unit.export.elmo.reference import (
     ATOL,
     N_CALLS,

@@ -5,8 +5,10 @@ padding character to ``max_chars`` slots; at most ``max_chars - 2`` bytes are ke
 character may be cut). ``"<S>"`` and ``"</S>"`` are the sentence markers. Every id is shifted
 by +1 so that 0 means "no token": a padded position of a batch is a row of zeros.
 
-The serving side must encode exactly like this module; ``tokenize`` is the whitespace rule the
-reference fixtures were produced with.
+This module is part of an ELMo model's input contract (like a BERT model's ``tokenizer.json``):
+the exporter validates the graph on ids built here and the server encodes requests with it, so
+both sides encode identically. ``tokenize`` is the whitespace rule the reference fixtures were
+produced with. It imports numpy only (no torch, onnx or onnxruntime).
 """
 
 from __future__ import annotations
