@@ -99,6 +99,18 @@ def vectors(response: pb.EmbedResponse) -> list[np.ndarray]:
     return result
 
 
+def _most_similar_request(
+    model: str, positive: Sequence[str], negative: Sequence[str], top_k: int, version: str
+) -> pb.MostSimilarRequest:
+    return pb.MostSimilarRequest(
+        model=model,
+        version=version,
+        positive=list(positive),
+        negative=list(negative),
+        top_k=top_k,
+    )
+
+
 class EmbeddingClient:
     """Blocking client. Use as a context manager or call ``close()``."""
 
@@ -145,13 +157,7 @@ class EmbeddingClient:
         top_k: int = 10,
         version: str = "",
     ) -> pb.MostSimilarResponse:
-        request = pb.MostSimilarRequest(
-            model=model,
-            version=version,
-            positive=list(positive),
-            negative=list(negative),
-            top_k=top_k,
-        )
+        request = _most_similar_request(model, positive, negative, top_k, version)
         response: pb.MostSimilarResponse = self.stub.MostSimilar(request, timeout=self.timeout)
         return response
 
@@ -221,13 +227,7 @@ class AsyncEmbeddingClient:
         top_k: int = 10,
         version: str = "",
     ) -> pb.MostSimilarResponse:
-        request = pb.MostSimilarRequest(
-            model=model,
-            version=version,
-            positive=list(positive),
-            negative=list(negative),
-            top_k=top_k,
-        )
+        request = _most_similar_request(model, positive, negative, top_k, version)
         response: pb.MostSimilarResponse = await self.stub.MostSimilar(
             request, timeout=self.timeout
         )

@@ -129,3 +129,25 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Unit length along the last axis; a zero vector stays zero."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return np.asarray(np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0))
+
+
+def pooled_result(item: EmbedItem, tokens: np.ndarray) -> EmbeddingResult:
+    """A text's (tokens, dim) vectors pooled and normalised as its options ask."""
+    vectors = pool(tokens, item.options.pooling)
+    if item.options.normalize:
+        vectors = l2_normalize(vectors)
+    return EmbeddingResult(
+        vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        tokens=item.tokens,
+        truncated=item.truncated,
+        unknown_tokens=item.unknown_tokens,
+    )
+
+
+def warm_up_embeddings(runtime: Runtime) -> None:
+    """Embed a short and a longer text twice, so the first request is not the slow one."""
+    options = EmbedOptions(Pooling.MEAN, layers=runtime.spec.default_layers, truncate=True)
+    for words in (4, 32):
+        items = runtime.prepare_embed([" ".join(["warm"] * words)] * 2, options)
+        for item, states in zip(items, runtime.run_embed(items), strict=True):
+            runtime.finish_embed(item, states)

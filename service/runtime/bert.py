@@ -9,15 +9,15 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from modelrepo import ModelSpec
-from service.domain import EmbeddingResult, EmbedOptions, MaskFill, Pooling, TokenizedText
+from service.domain import EmbeddingResult, EmbedOptions, MaskFill, TokenizedText
 from service.errors import InvalidArgument
 from service.runtime.base import (
     EmbedItem,
     FillMaskItem,
     LayerStates,
-    l2_normalize,
     mix_layers,
-    pool,
+    pooled_result,
+    warm_up_embeddings,
 )
 from service.runtime.session import GraphSession, SessionOptions
 
@@ -113,14 +113,7 @@ class BertRuntime:
         ]
 
     def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:
-        vectors = pool(mix_layers(states, item.options), item.options.pooling)
-        if item.options.normalize:
-            vectors = l2_normalize(vectors)
-        return EmbeddingResult(
-            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
-            tokens=item.tokens,
-            truncated=item.truncated,
-        )
+        return pooled_result(item, mix_layers(states, item.options))
 
     # -- fill-mask ------------------------------------------------------------------------
     def prepare_fill_mask(self, texts: Sequence[str], top_k: int) -> list[FillMaskItem]:
@@ -193,11 +186,7 @@ class BertRuntime:
     # -- lifecycle ------------------------------------------------------------------------
     def warmup(self) -> None:
         """Run every graph once at a few lengths so the first request is not the slow one."""
-        options = EmbedOptions(Pooling.MEAN, layers=self.spec.default_layers, truncate=True)
-        for words in (4, 32):
-            items = self.prepare_embed([" ".join(["warm"] * words)] * 2, options)
-            for item, states in zip(items, self.run_embed(items), strict=True):
-                self.finish_embed(item, states)
+        warm_up_embeddings(self)
         if self.fill_mask is not None:
             fills = self.prepare_fill_mask([f"warm {self.mask_token} up"], 1)
             self.finish_fill_mask(fills[0], self.run_fill_mask(fills)[0])

@@ -33,7 +33,13 @@ from modelrepo import ModelSpec, SpecError
 from modelrepo.elmo_characters import char_ids, tokenize
 from service.domain import EmbeddingResult, EmbedOptions, Pooling, TokenizedText
 from service.errors import InvalidArgument
-from service.runtime.base import EmbedItem, LayerStates, l2_normalize, mix_layers, pool
+from service.runtime.base import (
+    EmbedItem,
+    LayerStates,
+    mix_layers,
+    pooled_result,
+    warm_up_embeddings,
+)
 from service.runtime.session import GraphSession, SessionOptions
 
 GRAPH = "bilm"
@@ -175,23 +181,12 @@ class ElmoRuntime:
         ]
 
     def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:
-        vectors = pool(mix_layers(states, item.options, self.gamma), item.options.pooling)
-        if item.options.normalize:
-            vectors = l2_normalize(vectors)
-        return EmbeddingResult(
-            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
-            tokens=item.tokens,
-            truncated=item.truncated,
-        )
+        return pooled_result(item, mix_layers(states, item.options, self.gamma))
 
     # -- lifecycle ------------------------------------------------------------------------
     def warmup(self) -> None:
         """Run the graph once at a few lengths so the first request is not the slow one."""
-        options = EmbedOptions(Pooling.MEAN, layers=self.spec.default_layers, truncate=True)
-        for words in (4, 32):
-            items = self.prepare_embed([" ".join(["warm"] * words)] * 2, options)
-            for item, states in zip(items, self.run_embed(items), strict=True):
-                self.finish_embed(item, states)
+        warm_up_embeddings(self)
 
     def close(self) -> None:
         """Nothing to release beyond the session, which goes with the runtime."""

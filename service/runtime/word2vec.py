@@ -31,7 +31,7 @@ from modelrepo import ModelSpec, SpecError
 from modelrepo.vocabulary import VOCABULARY_FILE, read_vocabulary
 from service.domain import EmbeddingResult, EmbedOptions, Neighbor, Pooling, TokenizedText
 from service.errors import InvalidArgument
-from service.runtime.base import EmbedItem, LayerStates, l2_normalize, pool
+from service.runtime.base import EmbedItem, LayerStates, pooled_result
 from service.runtime.session import GraphSession, SessionOptions
 
 _WORD = re.compile(r"\S+")  # the words of str.split(), with their offsets
@@ -181,15 +181,7 @@ class Word2VecRuntime:
         return [(part,) for part in np.split(vectors, bounds)]
 
     def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:
-        vectors = pool(states[0], item.options.pooling)
-        if item.options.normalize:
-            vectors = l2_normalize(vectors)
-        return EmbeddingResult(
-            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
-            tokens=item.tokens,
-            truncated=item.truncated,
-            unknown_tokens=item.unknown_tokens,
-        )
+        return pooled_result(item, states[0])
 
     def embed_now(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbeddingResult]:
         items = self.prepare_embed(texts, options)
