@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
+from export.batches import length_bucketed_batches
 from export.bert.tokenizer import TokenizerInfo, train_wordpiece
 from export.progress import training_progress
 
@@ -54,20 +55,6 @@ def _seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> Iterator[list[int]]:
-    """Endless batches of sentence indices, similar lengths together, order shuffled per epoch."""
-    while True:
-        order = list(range(len(lengths)))
-        rng.shuffle(order)
-        chunk = batch_size * 50
-        batches: list[list[int]] = []
-        for start in range(0, len(order), chunk):
-            block = sorted(order[start : start + chunk], key=lengths.__getitem__)
-            batches.extend(block[i : i + batch_size] for i in range(0, len(block), batch_size))
-        rng.shuffle(batches)
-        yield from batches
 
 
 def _pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +129,9 @@ def train_bert(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     special = list(info.special_token_ids.values())
-    batches = _batches([len(ids) for ids in encoded], config.batch_size, random.Random(config.seed))
+    batches = length_bucketed_batches(
+        [len(ids) for ids in encoded], config.batch_size, random.Random(config.seed)
+    )
     with training_progress("BERT masked LM", config.steps, ["loss"], show_progress) as progress:
         for step in range(config.steps):
             ids, attention = _pad(
