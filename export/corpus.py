@@ -12,8 +12,10 @@ fixed collocations. Each topic has:
 A clause is "the [adjective] person verb" followed by one to three noun phrases whose nouns all
 go with the verb; a sentence is one or two clauses of one topic, mostly with a place of its
 first noun.
-Polysemous words are nouns of two topics, with other adjectives, verbs and places per topic, so
-the topic of their sentence fixes their sense. The held-out split comes from the same grammar
+Polysemous words are nouns of two topics, with other verbs and places per topic and no
+adjectives of their own: they borrow those of the ordinary nouns of their topic that share a verb
+with them ("a mushy apple", "a sleek apple"). No single neighbour then names the sense; the topic
+of the sentence fixes it. The held-out split comes from the same grammar
 and shares no sentence with the training split.
 """
 
@@ -51,7 +53,7 @@ POLYSEMOUS_WORDS: dict[str, tuple[str, str]] = {
 }
 
 # Bump when the grammar below changes: cached corpora with another version are regenerated.
-_GENERATOR_VERSION = 1
+_GENERATOR_VERSION = 2
 # Sampling weight of a polysemous noun relative to an ordinary noun of its topic.
 _POLYSEMOUS_WEIGHT = 5.0
 
@@ -59,6 +61,7 @@ _POLYSEMOUS_WEIGHT = 5.0
 #   "person: adjectives | verbs"                 (a person and the verbs only it performs)
 #   "preposition place: adjectives"
 #   "noun: adjectives | verbs | places"
+#   "polysemous noun: | verbs | places"             (adjectives borrowed, see _borrow_adjectives)
 _LEXICON_TEXT: dict[str, str] = {
     "food": """
         chef: grumpy portly | sliced diced seasoned roasted marinated
@@ -76,7 +79,7 @@ _LEXICON_TEXT: dict[str, str] = {
         in canteen: noisy drab
         in grocery: spacious busy
         at picnic: merry outdoor
-        apple: ripe juicy | peeled sliced tasted | orchard kitchen
+        apple: | peeled sliced tasted | orchard kitchen
         banana: yellow mushy | peeled devoured displayed | market kitchen
         carrot: crunchy shredded | peeled diced nibbled | kitchen grocery
         potato: starchy lumpy | peeled boiled fried | kitchen pantry
@@ -143,9 +146,9 @@ _LEXICON_TEXT: dict[str, str] = {
         on campus: sprawling modern
         at hackathon: overnight caffeinated
         in store: flagship packed
-        apple: refurbished unlocked | charged repaired replaced | store office
-        mouse: wireless optical | clicked unplugged replaced | office cubicle
-        python: dynamic interpreted | coded debugged scripted | startup campus
+        apple: | charged repaired replaced | store office
+        mouse: | clicked unplugged replaced | office cubicle
+        python: | coded debugged scripted | startup campus
         laptop: lightweight sleek | charged rebooted repaired | office campus
         keyboard: mechanical ergonomic | unplugged repaired replaced | cubicle office
         monitor: widescreen flickering | installed unplugged | cubicle office
@@ -205,7 +208,7 @@ _LEXICON_TEXT: dict[str, str] = {
         in vault: underground armored
         at mint: venerable stately
         at agency: regional bureaucratic
-        bank: reputable insolvent | audited funded acquired | headquarters branch
+        bank: | audited funded acquired | headquarters branch
         loan: unsecured overdue | approved lent financed | branch agency
         mortgage: adjustable subprime | approved foreclosed underwrote | branch agency
         stock: volatile undervalued | bought sold shorted | exchange brokerage
@@ -260,9 +263,9 @@ _LEXICON_TEXT: dict[str, str] = {
         in marsh: reedy swampy
         on glacier: icy vast
         at waterfall: thundering cascading
-        bank: muddy grassy | crossed patrolled protected | river lake
-        bass: largemouth striped | caught hooked released | lake river
-        plant: flowering potted | watered planted pruned | meadow forest
+        bank: | crossed patrolled protected | river lake
+        bass: | caught hooked released | lake river
+        plant: | watered planted pruned | meadow forest
         trout: wriggling freckled | caught netted gutted | river lake
         pike: toothy lurking | caught hooked gutted | lake marsh
         tree: gnarled towering | climbed pruned planted | forest valley
@@ -318,9 +321,9 @@ _LEXICON_TEXT: dict[str, str] = {
         on field: soaked trampled
         at academy: renowned junior
         at tournament: international knockout
-        bat: wooden aluminum | swung gripped taped | ballpark clubhouse
-        court: clay resurfaced | lined covered swept | club academy
-        pitch: boggy manicured | mowed rolled lined | stadium field
+        bat: | swung gripped taped | ballpark clubhouse
+        court: | lined covered swept | club academy
+        pitch: | mowed rolled lined | stadium field
         ball: deflated bouncy | kicked dribbled passed | field gym
         puck: rubber frozen | passed blocked | rink arena
         foul: flagrant deliberate | whistled penalized flagged | stadium arena
@@ -368,8 +371,8 @@ _LEXICON_TEXT: dict[str, str] = {
         at conservatory: prestigious austere
         in pub: dingy lively
         in cathedral: gothic solemn
-        bass: electric fretless | strummed plucked amplified | studio stage
-        pitch: perfect flat | hummed tuned transposed | rehearsal conservatory
+        bass: | strummed plucked amplified | studio stage
+        pitch: | hummed tuned transposed | rehearsal conservatory
         guitar: acoustic battered | strummed tuned plucked | stage studio
         violin: antique delicate | plucked tuned | conservatory hall
         piano: grand upright | tuned rehearsed | hall conservatory
@@ -423,8 +426,8 @@ _LEXICON_TEXT: dict[str, str] = {
         in foundry: sweltering fiery
         at sawmill: creaky riverside
         on lot: vacant paved
-        crane: hydraulic rusty | erected lowered towed | site yard
-        plant: industrial abandoned | erected demolished renovated | site lot
+        crane: | erected lowered towed | site yard
+        plant: | erected demolished renovated | site lot
         brick: red crumbling | stacked demolished | site yard
         cement: wet gray | poured stacked | site depot
         concrete: reinforced precast | poured demolished | site factory
@@ -479,9 +482,9 @@ _LEXICON_TEXT: dict[str, str] = {
         at tribunal: military secret
         in penitentiary: state fortified
         in chambers: quiet lamplit
-        court: supreme appellate | adjourned petitioned | courthouse tribunal
-        seal: official embossed | stamped affixed | registry archive
-        cell: solitary barred | locked guarded | prison penitentiary
+        court: | adjourned petitioned | courthouse tribunal
+        seal: | stamped affixed | registry archive
+        cell: | locked guarded | prison penitentiary
         case: criminal civil | argued dismissed appealed | courthouse courtroom
         verdict: unanimous guilty | appealed overruled | courtroom courthouse
         contract: binding void | notarized filed | firm registry
@@ -529,7 +532,7 @@ _LEXICON_TEXT: dict[str, str] = {
         in hospice: serene compassionate
         in sanatorium: hilltop isolated
         in dispensary: rural makeshift
-        cell: cancerous healthy | cultured stained analyzed | laboratory hospital
+        cell: | cultured stained analyzed | laboratory hospital
         patient: feverish unconscious | diagnosed examined treated discharged | hospital ward
         wound: gaping infected | bandaged stitched | ward clinic
         fever: raging mild | diagnosed treated | clinic ward
@@ -583,11 +586,11 @@ _LEXICON_TEXT: dict[str, str] = {
         in enclosure: large sandy
         in aviary: domed glass
         at reserve: unspoiled expansive
-        bat: nocturnal furry | tagged tracked observed | sanctuary jungle
-        mouse: timid whiskered | caged fed | farm enclosure
-        crane: graceful migrating | spotted watched sighted | aviary reserve
-        seal: playful blubbery | fed tagged | aquarium zoo
-        python: coiled burmese | caged fed tagged | zoo jungle
+        bat: | tagged tracked observed | sanctuary jungle
+        mouse: | caged fed | farm enclosure
+        crane: | spotted watched sighted | aviary reserve
+        seal: | fed tagged | aquarium zoo
+        python: | caged fed tagged | zoo jungle
         lion: roaring maned | fed tracked | savanna zoo
         tiger: prowling bengal | caged tracked | jungle zoo
         elephant: wrinkled tusked | fed bathed | savanna sanctuary
@@ -795,7 +798,8 @@ class Topic:
             yield from ((word, "place adjective") for word in place.adjectives)
         for noun in self.nouns:
             yield noun.name, "noun"
-            yield from ((word, "adjective") for word in noun.adjectives)
+            if noun.name not in POLYSEMOUS_WORDS:  # a polysemous noun's adjectives are borrowed
+                yield from ((word, "adjective") for word in noun.adjectives)
 
 
 def _parse_topic(name: str, text: str) -> Topic:
@@ -812,7 +816,24 @@ def _parse_topic(name: str, text: str) -> Topic:
             persons.append(Person(head, fields[0], fields[1]))
         else:
             nouns.append(Noun(head, fields[0], fields[1], fields[2]))
-    return Topic(name, tuple(persons), tuple(places), tuple(nouns))
+    return Topic(name, tuple(persons), tuple(places), _borrow_adjectives(nouns))
+
+
+def _borrow_adjectives(nouns: Sequence[Noun]) -> tuple[Noun, ...]:
+    """Polysemous nouns take the adjectives of the ordinary nouns sharing one of their verbs
+    (or of every ordinary noun of the topic when none does)."""
+    ordinary = [noun for noun in nouns if noun.name not in POLYSEMOUS_WORDS]
+    resolved = []
+    for noun in nouns:
+        if noun.name not in POLYSEMOUS_WORDS:
+            resolved.append(noun)
+            continue
+        if noun.adjectives:
+            raise ValueError(f"polysemous {noun.name!r} must not list adjectives of its own")
+        lenders = [other for other in ordinary if set(other.verbs) & set(noun.verbs)]
+        borrowed = {word for lender in lenders or ordinary for word in lender.adjectives}
+        resolved.append(Noun(noun.name, tuple(sorted(borrowed)), noun.verbs, noun.places))
+    return tuple(resolved)
 
 
 def lexicon_problems(topics: Sequence[Topic]) -> list[str]:

@@ -1,9 +1,9 @@
 """Clients for the embedding service (sync and async) and a console command.
 
-    python -m service.client embed --model bert "the ripe apple" "the new apple phone"
+    python -m service.client embed --model bert "the cook peeled a mushy apple ."
     python -m service.client fill-mask --model bert "the [MASK] is red"
-    python -m service.client embed --model word2vec --skip-unknown "the ripe apple Apple"
-    python -m service.client similar --model word2vec laptop juicy --negative screen
+    python -m service.client embed --model word2vec --skip-unknown "the mushy apple Apple"
+    python -m service.client similar --model word2vec apple laptop --negative mushy
     python -m service.client tokenize --model bert "some text"
     python -m service.client models
     python -m service.client health

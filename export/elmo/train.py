@@ -5,7 +5,7 @@ softmax shared by a forward and a backward language model. The forward LM predic
 ``t + 1`` from the forward top-layer output at ``t``; the backward LM predicts ``t - 1`` from
 the backward top-layer output at ``t``. Every sentence is ``<S> w_1 … w_n </S>``, so ``</S>``
 is the forward LM's last target and ``<S>`` the backward LM's. The softmax is a full softmax
-over the training vocabulary (about 2,240 words here), with no sampling. Both LSTMs start every
+over the training vocabulary (about 2,200 words here), with no sampling. Both LSTMs start every
 batch from zero states, which is how inference runs too (bilm-tf instead carries states
 across batches).
 

@@ -79,7 +79,7 @@ def test_sentence_mean_max_and_normalize(
     client: EmbeddingClient, gensim_vectors: dict[str, KeyedVectors]
 ) -> None:
     reference = gensim_vectors["binary"]
-    texts = ["the ripe apple", "the muddy bank , by the river ."]
+    texts = ["the mushy apple", "the reedy bank , by the river ."]
     rows = [reference[text.split()] for text in texts]
     mean = vectors(client.embed(texts, "w2v-binary", pooling="mean"))
     default = vectors(client.embed(texts, "w2v-binary"))  # the model's default is mean
@@ -103,7 +103,7 @@ def test_most_similar_equals_gensim(
         (["apple"], []),
         (["bank"], []),
         (["river", "bank"], []),
-        (["apple", "laptop"], ["juicy"]),  # analogy: apple - juicy + laptop
+        (["apple", "laptop"], ["mushy"]),  # analogy: apple - mushy + laptop
         (["court", "guitar"], ["judge", "lawyer"]),
         *[([word], []) for word in reference.index_to_key[::151]],
     ]
@@ -132,16 +132,16 @@ def test_most_similar_top_k(client: EmbeddingClient, gensim_vectors) -> None:
 def test_unknown_words_are_reported_or_skipped(
     client: EmbeddingClient, gensim_vectors: dict[str, KeyedVectors]
 ) -> None:
-    code, details = status_of(lambda: client.embed(["the Apple zzyzx ripe"], "w2v-binary"))
+    code, details = status_of(lambda: client.embed(["the Apple zzyzx mushy"], "w2v-binary"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "'Apple', 'zzyzx'" in details and "skip_unknown" in details
 
-    text = "the Apple zzyzx ripe apple zzyzx"
+    text = "the Apple zzyzx mushy apple zzyzx"
     response = client.embed([text], "w2v-binary", pooling="mean", skip_unknown=True)
     embedding = response.embeddings[0]
     assert list(embedding.unknown_tokens) == ["Apple", "zzyzx", "zzyzx"]
-    assert list(embedding.tokens) == ["the", "ripe", "apple"] and embedding.num_tokens == 3
-    known = gensim_vectors["binary"][["the", "ripe", "apple"]]
+    assert list(embedding.tokens) == ["the", "mushy", "apple"] and embedding.num_tokens == 3
+    known = gensim_vectors["binary"][["the", "mushy", "apple"]]
     np.testing.assert_allclose(vectors(response)[0], known.mean(axis=0), rtol=0, atol=1e-6)
 
     per_word = client.embed([text], "w2v-binary", pooling="none", skip_unknown=True)
@@ -221,7 +221,7 @@ def test_static_lookups_do_not_wait_behind_contextual_batches(
             while contextual.queue_size < 300:
                 time.sleep(0.001)
             started = time.perf_counter()
-            answer = quick.embed(["the ripe apple"], "w2v-binary")
+            answer = quick.embed(["the mushy apple"], "w2v-binary")
             similar = quick.most_similar("w2v-binary", ["apple"])
             elapsed = time.perf_counter() - started
             assert contextual.queue_size > 0, "the BERT queue drained before word2vec answered"

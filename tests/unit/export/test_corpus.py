@@ -118,6 +118,24 @@ def test_lexicon_words_are_classified() -> None:
     assert all(re.fullmatch(r"[a-z]+", word) for word in words)
 
 
+def test_no_adjective_names_the_sense_of_a_polysemous_word(small: Corpus) -> None:
+    """The adjective before a polysemous noun is one its topic's ordinary nouns also take, so
+    only the topic around the word tells its sense."""
+    ordinary_adjectives: dict[str, set[str]] = {}
+    for topic in corpus_module._topics():
+        for noun in topic.nouns:
+            if noun.name not in POLYSEMOUS_WORDS:
+                ordinary_adjectives.setdefault(topic.name, set()).update(noun.adjectives)
+    seen = 0
+    for occurrence in small.train.senses:
+        words = small.train.sentences[occurrence.sentence_index].split()
+        adjective = words[occurrence.token_index - 1]
+        if adjective in content_words():
+            assert adjective in ordinary_adjectives[occurrence.sense], (adjective, words)
+            seen += 1
+    assert seen > 100
+
+
 def test_lexicon_problems_finds_reused_and_unknown_words() -> None:
     person = Person("cook", ("busy",), ("boiled",))
     place = Place("kitchen", "in", ("warm",))
