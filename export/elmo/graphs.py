@@ -17,14 +17,14 @@ from export.spec import ExportSpec, GraphExportSpec
 from modelrepo import TensorSpec
 
 OPSET = 17
-TOLERANCE = 1e-5
+TOLERANCE = 1e-4
 """Largest |ONNX Runtime - PyTorch| accepted at validation, over valid positions of every output.
 
-Both run the same float32 operations in the same order. Measured on the two reference biLMs at
-the validation shapes, zero and random initial states: at most 1.4e-6 (``layers``) and 1.2e-6
-(``final_c``). 1e-5 keeps a margin for wider imported or trained biLMs (longer dot products)
-while staying ten times tighter than BERT's 1e-4; the fixture outputs themselves are matched to
-1e-6 by the tests."""
+Both run the same float32 operations, but rounding grows with the size of the values and the
+length of the recurrence. Measured at the validation shapes, zero and random initial states: the
+two reference biLMs at most 1.4e-6 (``layers``); the default trained biLM, whose token layer
+reaches values of 16, 1.4e-5 at sequence 96. 1e-4, as for BERT, passes both with a margin; the
+fixture outputs themselves are matched to 1e-6 by the tests."""
 
 ROLE = "bilm"
 FILE = "bilm.onnx"

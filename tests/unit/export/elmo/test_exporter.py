@@ -54,7 +54,7 @@ def test_published_version_is_complete_and_checked(imported: Path, reference: Re
     assert spec.default_layers == (0, 1, 2)
     assert spec.default_pooling == "mean"
     assert spec.max_sequence_length == 512
-    assert spec.tolerance == TOLERANCE == 1e-5
+    assert spec.tolerance == TOLERANCE == 1e-4
     assert spec.extra["scalar_mix_gamma"] == 1.0
     assert spec.extra["use_skip_connections"] is reference.use_skip_connections
     assert spec.source_checksum == sha256_of_files([reference.options_path, reference.weights_path])
@@ -75,7 +75,7 @@ def test_validation_report(imported: Path) -> None:
         for run in state["runs"]:
             assert set(run["max_abs_diff"]) == set(OUTPUTS)
     assert set(graph["max_abs_diff"]) == set(OUTPUTS)
-    assert max(graph["max_abs_diff"].values()) <= TOLERANCE
+    assert max(graph["max_abs_diff"].values()) <= 1e-5  # the reference biLMs: well inside
     assert graph["max_abs_diff"]["mask"] == 0.0
 
 
