@@ -7,16 +7,16 @@ fixed collocations. Each topic has:
   sliced ...": a verb names its person);
 * places, each with a preposition and two dedicated adjectives ("in the steamy kitchen");
 * nouns, each with two dedicated adjectives, the verbs it goes with and the places it occurs in
-  ("apple: ripe juicy | peeled sliced tasted | orchard kitchen").
+  ("banana: yellow mushy | peeled devoured displayed | market kitchen").
 
 A clause is "the [adjective] person verb" followed by one to three noun phrases whose nouns all
 go with the verb; a sentence is one or two clauses of one topic, mostly with a place of its
 first noun.
 Polysemous words are nouns of two topics, with other verbs and places per topic and no
-adjectives of their own: they borrow those of the ordinary nouns of their topic that share a verb
-with them ("a mushy apple", "a sleek apple"). No single neighbour then names the sense; the topic
-of the sentence fixes it. The held-out split comes from the same grammar
-and shares no sentence with the training split.
+adjectives of their own: they take any adjective of the ordinary nouns of their topic ("a mushy
+apple", "a sleek apple"). No adjective belongs to a polysemous word, so what fixes its sense is
+the topic of the sentence around it, not a collocation of its own. The held-out split comes
+from the same grammar and shares no sentence with the training split.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ _POLYSEMOUS_WEIGHT = 5.0
 #   "person: adjectives | verbs"                 (a person and the verbs only it performs)
 #   "preposition place: adjectives"
 #   "noun: adjectives | verbs | places"
-#   "polysemous noun: | verbs | places"             (adjectives borrowed, see _borrow_adjectives)
+#   "polysemous noun: | verbs | places"             (adjectives: see _borrow_adjectives)
 _LEXICON_TEXT: dict[str, str] = {
     "food": """
         chef: grumpy portly | sliced diced seasoned roasted marinated
@@ -820,19 +820,16 @@ def _parse_topic(name: str, text: str) -> Topic:
 
 
 def _borrow_adjectives(nouns: Sequence[Noun]) -> tuple[Noun, ...]:
-    """Polysemous nouns take the adjectives of the ordinary nouns sharing one of their verbs
-    (or of every ordinary noun of the topic when none does)."""
+    """Polysemous nouns take the adjectives of every ordinary noun of their topic."""
     ordinary = [noun for noun in nouns if noun.name not in POLYSEMOUS_WORDS]
+    borrowed = tuple(sorted({word for noun in ordinary for word in noun.adjectives}))
     resolved = []
     for noun in nouns:
-        if noun.name not in POLYSEMOUS_WORDS:
-            resolved.append(noun)
-            continue
-        if noun.adjectives:
-            raise ValueError(f"polysemous {noun.name!r} must not list adjectives of its own")
-        lenders = [other for other in ordinary if set(other.verbs) & set(noun.verbs)]
-        borrowed = {word for lender in lenders or ordinary for word in lender.adjectives}
-        resolved.append(Noun(noun.name, tuple(sorted(borrowed)), noun.verbs, noun.places))
+        if noun.name in POLYSEMOUS_WORDS:
+            if noun.adjectives:
+                raise ValueError(f"polysemous {noun.name!r} must not list adjectives of its own")
+            noun = Noun(noun.name, borrowed, noun.verbs, noun.places)  # noqa: PLW2901
+        resolved.append(noun)
     return tuple(resolved)
 
 
@@ -847,6 +844,18 @@ def lexicon_problems(topics: Sequence[Topic]) -> list[str]:
                 problems.append(f"{topic.name}: {noun.name} refers to unknown {missing!r}")
             if not (noun.adjectives and noun.verbs and noun.places):
                 problems.append(f"{topic.name}: {noun.name} lacks adjectives, verbs or places")
+        ordinary = {
+            word
+            for noun in topic.nouns
+            if noun.name not in POLYSEMOUS_WORDS
+            for word in noun.adjectives
+        }
+        for noun in topic.nouns:
+            if noun.name in POLYSEMOUS_WORDS and set(noun.adjectives) != ordinary:
+                problems.append(
+                    f"{topic.name}: polysemous {noun.name} must take exactly the adjectives of "
+                    "the topic's ordinary nouns"
+                )
         for verb, nouns in topic.nouns_of_verb.items():
             if not nouns:
                 problems.append(f"{topic.name}: no noun goes with the verb {verb!r}")

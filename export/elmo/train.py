@@ -60,12 +60,12 @@ LOG_FILE = "training_log.json"
 
 @dataclass(frozen=True)
 class ElmoTrainingConfig:
-    """Hyper-parameters of the default ELMo (about 5 minutes on 2 CPU cores).
+    """Hyper-parameters of the default ELMo (about 6 minutes on 2 CPU cores).
 
     Sizes are a scaled-down bilm-tf: char CNN filters as in its small test models, one
     highway layer, a 2-layer LSTMP with skip connections and clipping. Measured here (900 steps,
     2 cores): LSTM 256 / projection 64 trains in about 150 s to perplexity 4.1 / 4.4 (forward /
-    backward), layer-mix polysemy gap 0.019; 512 / 128 in 310-355 s to 3.2 / 3.3, gap 0.037.
+    backward), layer-mix polysemy gap 0.019; 512 / 128 in 270-355 s to 3.2-3.4, gap 0.037-0.045.
     """
 
     seed: int = 13

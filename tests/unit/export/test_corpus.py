@@ -118,9 +118,9 @@ def test_lexicon_words_are_classified() -> None:
     assert all(re.fullmatch(r"[a-z]+", word) for word in words)
 
 
-def test_no_adjective_names_the_sense_of_a_polysemous_word(small: Corpus) -> None:
-    """The adjective before a polysemous noun is one its topic's ordinary nouns also take, so
-    only the topic around the word tells its sense."""
+def test_no_adjective_belongs_to_a_polysemous_word(small: Corpus) -> None:
+    """The adjective before a polysemous noun is one its topic's ordinary nouns also take: the
+    word has no collocation of its own, only the topic around it tells its sense."""
     ordinary_adjectives: dict[str, set[str]] = {}
     for topic in corpus_module._topics():
         for noun in topic.nouns:
@@ -142,8 +142,10 @@ def test_lexicon_problems_finds_reused_and_unknown_words() -> None:
     nouns = (
         Noun("egg", ("warm",), ("boiled",), ("kitchen",)),
         Noun("rice", ("white",), ("fried",), ("pantry",)),
+        Noun("apple", ("zany",), ("boiled",), ("kitchen",)),
     )
     problems = lexicon_problems([Topic("food", (person,), (place,), nouns)])
+    assert any("polysemous apple must take exactly" in problem for problem in problems)
     assert any("'warm' is used more than once" in problem for problem in problems)
     assert any("unknown 'fried'" in problem for problem in problems)
     assert any("unknown 'pantry'" in problem for problem in problems)
