@@ -26,7 +26,7 @@ from export.progress import training_progress
 
 @dataclass(frozen=True)
 class BertTrainingConfig:
-    """Hyper-parameters of the default BERT (about 5.5 minutes on 2 CPU cores).
+    """Hyper-parameters of the default BERT (about 6 minutes on 2 CPU cores).
 
     Measured here: a 4-layer, hidden-256 model gets about 1.5 passes over the corpus in
     5 minutes and stays on the loss plateau where it predicts word classes only; a narrower
