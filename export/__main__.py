@@ -23,6 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from export.checkpoints import training_checkpoint_dir
 from export.corpus import CorpusConfig, load_or_generate
 from export.word2vec.cli import add_word2vec_parser
 from modelrepo import ModelRepository, read_spec
@@ -119,17 +120,19 @@ def _corpus_config(args: argparse.Namespace) -> CorpusConfig:
     return CorpusConfig(seed=args.seed)
 
 
-def train_default_bert(args: argparse.Namespace, name: str, version: int | None) -> Path:
-    from dataclasses import replace
+def _steps(args: argparse.Namespace, recipe_steps: int) -> int:
+    """``--steps`` when given, else the recipe's (``defaults`` has no ``--steps``)."""
+    steps: int | None = getattr(args, "steps", None)
+    return steps or recipe_steps
 
+
+def train_default_bert(args: argparse.Namespace, name: str, version: int | None) -> Path:
     from export.bert.exporter import import_bert
     from export.bert.train import BertTrainingConfig, train_bert
 
     corpus = load_or_generate(args.corpus_dir, _corpus_config(args))
-    config = BertTrainingConfig(seed=args.seed)
-    if getattr(args, "steps", None):
-        config = replace(config, steps=args.steps)
-    checkpoint = getattr(args, "checkpoint_dir", None) or Path("build/checkpoints") / name
+    config = BertTrainingConfig(seed=args.seed, steps=_steps(args, BertTrainingConfig.steps))
+    checkpoint = training_checkpoint_dir(args, name)
     started = time.perf_counter()
     train_bert(corpus.train.sentences, config, checkpoint, show_progress=not args.no_progress)
     console.print(f"trained in {time.perf_counter() - started:.0f} s → {checkpoint}")
@@ -150,16 +153,12 @@ def command_bert(args: argparse.Namespace) -> Path:
 
 
 def train_default_elmo(args: argparse.Namespace, name: str, version: int | None) -> Path:
-    from dataclasses import replace
-
     from export.elmo.exporter import import_elmo
     from export.elmo.train import ElmoTrainingConfig, train_elmo
 
     corpus = load_or_generate(args.corpus_dir, _corpus_config(args))
-    config = ElmoTrainingConfig(seed=args.seed)
-    if getattr(args, "steps", None):
-        config = replace(config, steps=args.steps)
-    checkpoint = getattr(args, "checkpoint_dir", None) or Path("build/checkpoints") / name
+    config = ElmoTrainingConfig(seed=args.seed, steps=_steps(args, ElmoTrainingConfig.steps))
+    checkpoint = training_checkpoint_dir(args, name)
     started = time.perf_counter()
     options, weights = train_elmo(
         corpus.train.sentences, config, checkpoint, show_progress=not args.no_progress

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from export.checkpoints import training_checkpoint_dir
+
 _TRAINING_FLAGS = ("cbow", "hs", "dim", "epochs", "window", "checkpoint_dir")
 
 
@@ -87,7 +89,7 @@ def train_and_import(
     for flag in ("dim", "epochs", "window"):
         if getattr(args, flag, None):
             config = replace(config, **{flag: getattr(args, flag)})
-    checkpoint = getattr(args, "checkpoint_dir", None) or Path("build/checkpoints") / name
+    checkpoint = training_checkpoint_dir(args, name)
     started = time.perf_counter()
     vectors = train_word2vec(sentences, config, show_progress=not args.no_progress)
     path = save_vectors(vectors, checkpoint)
