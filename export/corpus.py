@@ -15,8 +15,10 @@ first noun.
 Polysemous words are nouns of two topics, with other verbs and places per topic and no
 adjectives of their own: they take any adjective of the ordinary nouns of their topic ("a mushy
 apple", "a sleek apple"). No adjective belongs to a polysemous word, so what fixes its sense is
-the topic of the sentence around it, not a collocation of its own. The held-out split comes
-from the same grammar and shares no sentence with the training split.
+the topic of the sentence around it, not a collocation of its own, and that topic is on both
+sides of it: words of its topic come before it (the person and the verb) and after it (a place
+of its sense, or more of the sentence); no sentence ends on a polysemous noun. The held-out
+split comes from the same grammar and shares no sentence with the training split.
 """
 
 from __future__ import annotations
@@ -53,9 +55,9 @@ POLYSEMOUS_WORDS: dict[str, tuple[str, str]] = {
 }
 
 # Bump when the grammar below changes: cached corpora with another version are regenerated.
-_GENERATOR_VERSION = 2
+_GENERATOR_VERSION = 3
 # Sampling weight of a polysemous noun relative to an ordinary noun of its topic.
-_POLYSEMOUS_WEIGHT = 5.0
+_POLYSEMOUS_WEIGHT = 10.0
 
 # One block per topic. Line shapes:
 #   "person: adjectives | verbs"                 (a person and the verbs only it performs)
@@ -771,6 +773,7 @@ class Topic:
     person_of_verb: dict[str, Person] = field(init=False, repr=False, compare=False)
     nouns_of_verb: dict[str, tuple[Noun, ...]] = field(init=False, repr=False, compare=False)
     place_named: dict[str, Place] = field(init=False, repr=False, compare=False)
+    noun_named: dict[str, Noun] = field(init=False, repr=False, compare=False)
     noun_weights: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -785,6 +788,7 @@ class Topic:
         object.__setattr__(self, "person_of_verb", person_of_verb)
         object.__setattr__(self, "nouns_of_verb", nouns_of_verb)
         object.__setattr__(self, "place_named", {place.name: place for place in self.places})
+        object.__setattr__(self, "noun_named", {noun.name: noun for noun in self.nouns})
         object.__setattr__(self, "noun_weights", weights)
 
     def entries(self) -> Iterator[tuple[str, str]]:
@@ -937,7 +941,9 @@ def _clause(topic: Topic, rng: random.Random) -> tuple[list[str], Noun]:
     verb = rng.choice(noun.verbs)
     person = topic.person_of_verb[verb]
     others = [other for other in topic.nouns_of_verb[verb] if other is not noun]
-    extra = min(len(others), rng.choices((0, 1, 2), (5, 3, 2))[0])
+    wanted = rng.choices((0, 1, 2), (5, 3, 2))[0]
+    # A polysemous first object stands alone, so the place of its sense follows it directly.
+    extra = 0 if noun.name in POLYSEMOUS_WORDS else min(len(others), wanted)
     phrases = [_noun_phrase(item, rng) for item in (noun, *rng.sample(others, extra))]
     tokens = ["the"]
     if rng.random() < 0.4:
@@ -950,13 +956,19 @@ def _clause(topic: Topic, rng: random.Random) -> tuple[list[str], Noun]:
 
 
 def _sentence(topic: Topic, rng: random.Random) -> list[str]:
-    """One or two clauses of ``topic``, with a place of the first object, ending in "."."""
+    """One or two clauses of ``topic``, with a place of the first object, ending in ".".
+
+    A polysemous noun has its topic on both sides: a polysemous first object stands alone and
+    the place of its sense follows it, and no sentence ends on a polysemous noun (a place of
+    its sense follows it instead).
+    """
     clause, noun = _clause(topic, rng)
     location = _location(topic.place_named[rng.choice(noun.places)], rng)
+    polysemous = noun.name in POLYSEMOUS_WORDS
     roll = rng.random()
-    if roll < 0.25:
+    if roll < 0.25 and not polysemous:
         tokens = [*location, ",", *clause]
-    elif roll < 0.7 or len(clause) < 7:
+    elif roll < 0.7 or len(clause) < 7 or polysemous:
         tokens = [*clause, *location]
     else:
         tokens = clause
@@ -964,8 +976,11 @@ def _sentence(topic: Topic, rng: random.Random) -> list[str]:
         second, other = _clause(topic, rng)
         tokens += [",", rng.choice(("and", "then")), *second]
         places = [name for name in other.places if name not in tokens]
-        if places and rng.random() < 0.3:
+        if places and (rng.random() < 0.3 or other.name in POLYSEMOUS_WORDS):
             tokens += _location(topic.place_named[rng.choice(places)], rng)
+    if tokens[-1] in POLYSEMOUS_WORDS:
+        last = topic.noun_named[tokens[-1]]
+        tokens += _location(topic.place_named[rng.choice(last.places)], rng)
     return [*tokens, "."]
 
 

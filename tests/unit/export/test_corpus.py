@@ -188,3 +188,17 @@ def test_load_or_generate_reuses_matching_files(
     regenerated = load_or_generate(tmp_path, other)
     assert regenerated == generate_corpus(other)
     assert read_corpus(tmp_path) == regenerated
+
+
+def test_a_polysemous_noun_has_its_topic_on_both_sides(small: Corpus) -> None:
+    """Words of the sense's topic come before and after every polysemous occurrence, so both
+    directions of a language model can tell the sense; no sentence ends on a polysemous noun."""
+    topic_of = word_topics()
+    for split in (small.train, small.heldout):
+        for occurrence in split.senses:
+            words = split.sentences[occurrence.sentence_index].split()
+            before = {topic_of.get(word) for word in words[: occurrence.token_index]}
+            after = {topic_of.get(word) for word in words[occurrence.token_index + 1 :]}
+            assert occurrence.sense in before, words
+            assert occurrence.sense in after, words
+            assert words[occurrence.token_index + 1] != "."
