@@ -17,7 +17,7 @@ adjectives of their own: they take any adjective of the ordinary nouns of their 
 apple", "a sleek apple"). No adjective belongs to a polysemous word, so what fixes its sense is
 the topic of the sentence around it, not a collocation of its own, and that topic is on both
 sides of it: words of its topic come before it (the person and the verb) and after it (a place
-of its sense, or more of the sentence); no sentence ends on a polysemous noun. The held-out
+of that topic, or more of the sentence); no sentence ends on a polysemous noun. The held-out
 split comes from the same grammar and shares no sentence with the training split.
 """
 
@@ -936,7 +936,11 @@ def _location(place: Place, rng: random.Random) -> list[str]:
 
 
 def _clause(topic: Topic, rng: random.Random) -> tuple[list[str], Noun]:
-    """Tokens "the [adjective] person verb" plus one to three objects, and the first object."""
+    """Tokens "the [adjective] person verb" plus one to three objects, and the first object.
+
+    A polysemous first object stands alone (``wanted`` is still drawn, so the random stream
+    does not depend on which noun came first).
+    """
     noun = rng.choices(topic.nouns, topic.noun_weights)[0]
     verb = rng.choice(noun.verbs)
     person = topic.person_of_verb[verb]
@@ -958,9 +962,9 @@ def _clause(topic: Topic, rng: random.Random) -> tuple[list[str], Noun]:
 def _sentence(topic: Topic, rng: random.Random) -> list[str]:
     """One or two clauses of ``topic``, with a place of the first object, ending in ".".
 
-    A polysemous noun has its topic on both sides: a polysemous first object stands alone and
-    the place of its sense follows it, and no sentence ends on a polysemous noun (a place of
-    its sense follows it instead).
+    A polysemous noun has its topic on both sides: a polysemous first object is followed
+    directly by one of its own places, and no sentence ends on a polysemous noun (one of its
+    own places is appended, which may repeat a place named earlier).
     """
     clause, noun = _clause(topic, rng)
     location = _location(topic.place_named[rng.choice(noun.places)], rng)

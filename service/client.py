@@ -1,6 +1,6 @@
 """Clients for the embedding service (sync and async) and a console command.
 
-    python -m service.client embed --model bert "the cook peeled a mushy apple ."
+    python -m service.client embed --model bert "the cook peeled a mushy apple in the kitchen ."
     python -m service.client fill-mask --model bert "the [MASK] is red"
     python -m service.client embed --model word2vec --skip-unknown "the mushy apple Apple"
     python -m service.client similar --model word2vec apple laptop --negative mushy

@@ -60,12 +60,13 @@ LOG_FILE = "training_log.json"
 
 @dataclass(frozen=True)
 class ElmoTrainingConfig:
-    """Hyper-parameters of the default ELMo (about 5 to 6 minutes on 2 CPU cores).
+    """Hyper-parameters of the default ELMo (about 5 minutes on 2 CPU cores).
 
     Sizes are a scaled-down bilm-tf: char CNN filters as in its small test models, one
     highway layer, a 2-layer LSTMP with skip connections and clipping. Measured here (900 steps,
-    2 cores): LSTM 256 / projection 64 trains in about 150 s to perplexity 4.1 / 4.4 (forward /
-    backward); 512 / 128 in 270-355 s to 3.2-3.4. Decoupled weight decay 0.1 keeps the
+    2 cores, corpus v2, no weight decay): LSTM 256 / projection 64 trains in about 150 s to
+    perplexity 4.1 / 4.4 (forward / backward); 512 / 128 in 270-355 s to 3.2-3.4 (on corpus
+    v3 with weight decay: 273 s, 3.25 / 3.27). Decoupled weight decay 0.1 keeps the
     context-free token layer from outgrowing the biLSTM layers in the equal-weight mix: on the
     default corpus, layer-mix polysemy gap 0.117-0.128 over three seeds, 0.109-0.112 without it.
     """

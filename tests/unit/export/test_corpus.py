@@ -201,4 +201,22 @@ def test_a_polysemous_noun_has_its_topic_on_both_sides(small: Corpus) -> None:
             after = {topic_of.get(word) for word in words[occurrence.token_index + 1 :]}
             assert occurrence.sense in before, words
             assert occurrence.sense in after, words
-            assert words[occurrence.token_index + 1] != "."
+
+
+def test_a_polysemous_first_object_is_followed_by_one_of_its_places(small: Corpus) -> None:
+    topics = {topic.name: topic for topic in corpus_module._topics()}
+    verbs = {verb for topic in topics.values() for verb in topic.person_of_verb}
+    seen = 0
+    for occurrence in small.train.senses:
+        words = small.train.sentences[occurrence.sentence_index].split()
+        index = occurrence.token_index
+        if words[index - 3] not in verbs:  # "verb the adjective noun": a clause's first object
+            continue
+        topic = topics[occurrence.sense]
+        preposition, article, adjective, place = words[index + 1 : index + 5]
+        assert place in topic.noun_named[occurrence.word].places, words
+        assert preposition == topic.place_named[place].preposition, words
+        assert article == "the", words
+        assert adjective in topic.place_named[place].adjectives, words
+        seen += 1
+    assert seen > 100
