@@ -823,10 +823,14 @@ def _parse_topic(name: str, text: str) -> Topic:
     return Topic(name, tuple(persons), tuple(places), _borrow_adjectives(nouns))
 
 
+def _ordinary_adjectives(nouns: Sequence[Noun]) -> set[str]:
+    """Every adjective of the ordinary (not polysemous) nouns among ``nouns``."""
+    return {word for noun in nouns if noun.name not in POLYSEMOUS_WORDS for word in noun.adjectives}
+
+
 def _borrow_adjectives(nouns: Sequence[Noun]) -> tuple[Noun, ...]:
     """Polysemous nouns take the adjectives of every ordinary noun of their topic."""
-    ordinary = [noun for noun in nouns if noun.name not in POLYSEMOUS_WORDS]
-    borrowed = tuple(sorted({word for noun in ordinary for word in noun.adjectives}))
+    borrowed = tuple(sorted(_ordinary_adjectives(nouns)))
     resolved = []
     for noun in nouns:
         if noun.name in POLYSEMOUS_WORDS:
@@ -848,12 +852,7 @@ def lexicon_problems(topics: Sequence[Topic]) -> list[str]:
                 problems.append(f"{topic.name}: {noun.name} refers to unknown {missing!r}")
             if not (noun.adjectives and noun.verbs and noun.places):
                 problems.append(f"{topic.name}: {noun.name} lacks adjectives, verbs or places")
-        ordinary = {
-            word
-            for noun in topic.nouns
-            if noun.name not in POLYSEMOUS_WORDS
-            for word in noun.adjectives
-        }
+        ordinary = _ordinary_adjectives(topic.nouns)
         for noun in topic.nouns:
             if noun.name in POLYSEMOUS_WORDS and set(noun.adjectives) != ordinary:
                 problems.append(
@@ -938,15 +937,14 @@ def _location(place: Place, rng: random.Random) -> list[str]:
 def _clause(topic: Topic, rng: random.Random) -> tuple[list[str], Noun]:
     """Tokens "the [adjective] person verb" plus one to three objects, and the first object.
 
-    A polysemous first object stands alone (``wanted`` is still drawn, so the random stream
-    does not depend on which noun came first).
+    A polysemous first object stands alone, so the place of its sense can follow it directly
+    (``wanted`` is still drawn, so the random stream does not depend on which noun came first).
     """
     noun = rng.choices(topic.nouns, topic.noun_weights)[0]
     verb = rng.choice(noun.verbs)
     person = topic.person_of_verb[verb]
     others = [other for other in topic.nouns_of_verb[verb] if other is not noun]
     wanted = rng.choices((0, 1, 2), (5, 3, 2))[0]
-    # A polysemous first object stands alone, so the place of its sense follows it directly.
     extra = 0 if noun.name in POLYSEMOUS_WORDS else min(len(others), wanted)
     phrases = [_noun_phrase(item, rng) for item in (noun, *rng.sample(others, extra))]
     tokens = ["the"]
