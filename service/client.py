@@ -34,6 +34,11 @@ POOLINGS = {
     "max": pb.POOLING_MAX,
     "none": pb.POOLING_NONE,
 }
+CACHE_POLICIES = {
+    "use": pb.CACHE_POLICY_UNSPECIFIED,
+    "bypass": pb.CACHE_POLICY_BYPASS,
+    "refresh": pb.CACHE_POLICY_REFRESH,
+}
 
 
 def channel_options(
@@ -72,6 +77,7 @@ def embed_request(
     normalize: bool = False,
     truncate: bool = False,
     skip_unknown: bool = False,
+    cache_policy: str = "use",
 ) -> pb.EmbedRequest:
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
@@ -85,6 +91,25 @@ def embed_request(
         normalize=normalize,
         truncate=truncate,
         skip_unknown=skip_unknown,
+        cache_policy=_cache_policy(cache_policy),
+    )
+
+
+def _cache_policy(name: str) -> pb.CachePolicy:
+    if name not in CACHE_POLICIES:
+        raise ValueError(f"cache_policy must be one of {sorted(CACHE_POLICIES)}, got {name!r}")
+    return CACHE_POLICIES[name]
+
+
+def fill_mask_request(
+    texts: Sequence[str], model: str, top_k: int = 5, version: str = "", cache_policy: str = "use"
+) -> pb.FillMaskRequest:
+    return pb.FillMaskRequest(
+        model=model,
+        version=version,
+        texts=list(texts),
+        top_k=top_k,
+        cache_policy=_cache_policy(cache_policy),
     )
 
 
@@ -143,9 +168,14 @@ class EmbeddingClient:
         return responses
 
     def fill_mask(
-        self, texts: Sequence[str], model: str, top_k: int = 5, version: str = ""
+        self,
+        texts: Sequence[str],
+        model: str,
+        top_k: int = 5,
+        version: str = "",
+        cache_policy: str = "use",
     ) -> pb.FillMaskResponse:
-        request = pb.FillMaskRequest(model=model, version=version, texts=list(texts), top_k=top_k)
+        request = fill_mask_request(texts, model, top_k, version, cache_policy)
         response: pb.FillMaskResponse = self.stub.FillMask(request, timeout=self.timeout)
         return response
 
@@ -213,9 +243,14 @@ class AsyncEmbeddingClient:
         return response
 
     async def fill_mask(
-        self, texts: Sequence[str], model: str, top_k: int = 5, version: str = ""
+        self,
+        texts: Sequence[str],
+        model: str,
+        top_k: int = 5,
+        version: str = "",
+        cache_policy: str = "use",
     ) -> pb.FillMaskResponse:
-        request = pb.FillMaskRequest(model=model, version=version, texts=list(texts), top_k=top_k)
+        request = fill_mask_request(texts, model, top_k, version, cache_policy)
         response: pb.FillMaskResponse = await self.stub.FillMask(request, timeout=self.timeout)
         return response
 
@@ -278,10 +313,12 @@ def _parser() -> argparse.ArgumentParser:
         help="word2vec: leave out words missing from the vocabulary instead of failing",
     )
     embed.add_argument("--json", action="store_true", help="print the full vectors as JSON")
+    embed.add_argument("--cache-policy", choices=sorted(CACHE_POLICIES), default="use")
     fill = commands.add_parser("fill-mask", help="predict the masked words")
     fill.add_argument("texts", nargs="+")
     fill.add_argument("--model", required=True)
     fill.add_argument("--top-k", type=int, default=5)
+    fill.add_argument("--cache-policy", choices=sorted(CACHE_POLICIES), default="use")
     similar = commands.add_parser("similar", help="nearest words (word2vec)")
     similar.add_argument("positive", nargs="+")
     similar.add_argument("--model", required=True)
@@ -312,13 +349,14 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
             normalize=args.normalize,
             truncate=args.truncate,
             skip_unknown=args.skip_unknown,
+            cache_policy=args.cache_policy,
         )
         if args.json:
             print(json.dumps([vector.tolist() for vector in vectors(response)]))
             return
         title = f"{response.model}/{response.version}, dim {response.dim}"
         table = Table(title=f"{title}, {response.timing.total_us} µs")
-        for column in ("text", "tokens", "shape", "first values", "norm"):
+        for column in ("text", "tokens", "shape", "first values", "norm", "cached"):
             table.add_column(column)
         for text, embedding, vector in zip(
             args.texts, response.embeddings, vectors(response), strict=True
@@ -330,13 +368,16 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
                 str(vector.shape),
                 head + ", …",
                 f"{np.linalg.norm(vector):.3f}",
+                "yes" if embedding.cached else "no",
             )
         console.print(table)
         for text, embedding in zip(args.texts, response.embeddings, strict=True):
             if embedding.unknown_tokens:
                 console.print(f"{text!r}: left out {list(embedding.unknown_tokens)}")
     elif args.command == "fill-mask":
-        fills = client.fill_mask(args.texts, args.model, top_k=args.top_k)
+        fills = client.fill_mask(
+            args.texts, args.model, top_k=args.top_k, cache_policy=args.cache_policy
+        )
         for text, filled in zip(args.texts, fills.results, strict=True):
             for index, mask in enumerate(filled.masks):
                 table = Table(title=f"{text}  (mask {index + 1})")

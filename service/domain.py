@@ -19,6 +19,14 @@ class Pooling(enum.Enum):
     NONE = "none"
 
 
+class CachePolicy(enum.Enum):
+    """How one request uses the cache of contextual results."""
+
+    USE = "use"  # read; compute and store what is missing
+    BYPASS = "bypass"  # neither read nor write
+    REFRESH = "refresh"  # compute everything, then overwrite
+
+
 @dataclass(frozen=True)
 class EmbedOptions:
     """Every option that changes an embedding (so the cache key can be built from it)."""
@@ -44,6 +52,7 @@ class EmbedQuery:
     normalize: bool = False
     truncate: bool = False
     skip_unknown: bool = False
+    cache_policy: CachePolicy = CachePolicy.USE
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,15 @@ class FillMaskQuery:
     version: str
     texts: tuple[str, ...]
     top_k: int
+    cache_policy: CachePolicy = CachePolicy.USE
+
+
+@dataclass(frozen=True)
+class FillMaskResult:
+    """One text's fills: the top-k predictions at each of its masks, in order."""
+
+    masks: tuple[tuple[MaskFill, ...], ...]
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +134,7 @@ class EmbedOutcome:
 
 @dataclass
 class FillMaskOutcome:
-    results: list[list[list[MaskFill]]]
+    results: list[FillMaskResult]
     model: str
     version: int
     timing: Timing = field(default_factory=Timing)

@@ -1,10 +1,12 @@
-"""The facade behind every RPC: resolve the model, prepare, batch, finish, time.
+"""The facade behind every RPC: resolve the model, then one lane for every operation on texts:
+cache → prepare → batch → finish, timed.
 
 Per model version there is one inference thread shared by its batchers (embeddings and
 fill-mask), so its graphs never compete for the cores; tokenization and post-processing run on
-a separate pool. This is also where the cache tiers will sit (hits return before batching).
-Static models (word2vec, a ``DirectRuntime``) have no batcher and no inference thread: their
-lookups run at once on the worker pool and never wait behind the contextual models' batches.
+a separate pool. The cache sits in front (``service.cache.texts``): hits return before
+batching and only misses go on. Static models (word2vec, a ``DirectRuntime``) have no batcher
+and no inference thread: their lookups run at once on the worker pool, uncached (a lookup costs
+less than a cache read), and never wait behind the contextual models' batches.
 """
 
 from __future__ import annotations
@@ -13,19 +15,25 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
 from modelrepo import ModelSpec
 from service.batching import BatchingConfig, BatchObserver, DynamicBatcher
+from service.cache.keys import KeyScope, graph_fingerprint, options_digest
+from service.cache.keys import embed_options as embed_options_key
+from service.cache.texts import EMBEDDING_CODEC, FILL_MASK_CODEC, Codec, Compute, TextCache
 from service.domain import (
+    CachePolicy,
+    EmbeddingResult,
     EmbedOptions,
     EmbedOutcome,
     EmbedQuery,
     FillMaskOutcome,
     FillMaskQuery,
+    FillMaskResult,
     MostSimilarOutcome,
     MostSimilarQuery,
     Timing,
@@ -43,12 +51,16 @@ from service.runtime.base import (
 )
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+StateT = TypeVar("StateT")
+ResultT = TypeVar("ResultT")
 
 # Given a batcher's name ("bert/1 embed"), the observer its batches are reported to.
 ObserverFactory = Callable[[str], BatchObserver | None]
 
 MAX_TOP_K = 1000
 DEFAULT_SIMILAR_TOP_K = 10
+DEFAULT_FILL_MASK_TOP_K = 5
 
 
 @dataclass
@@ -60,6 +72,8 @@ class ServedModel:
     fill_mask_batcher: DynamicBatcher[FillMaskItem, np.ndarray] | None
     inference_thread: ThreadPoolExecutor | None
     direct: DirectRuntime | None = None  # set (and no batchers) for static models
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """Per cached operation, the fingerprint of its graph (part of every cache key)."""
 
     @property
     def spec(self) -> ModelSpec:
@@ -81,8 +95,10 @@ class Embedder:
         limits: RequestLimits,
         worker_threads: int = 2,
         observers: ObserverFactory | None = None,
+        cache: TextCache | None = None,
     ) -> None:
         self.limits = limits
+        self.cache = cache
         self.workers = ThreadPoolExecutor(worker_threads, thread_name_prefix="prepare")
         self.observers: ObserverFactory = observers or (lambda _: None)
         self.models: dict[str, dict[int, ServedModel]] = {
@@ -114,7 +130,12 @@ class Embedder:
                 executor=thread,
                 observer=self.observers(f"{label} fill_mask"),
             )
-        return ServedModel(runtime, embed, fill_mask, thread)
+        operations = ("embed", "fill_mask") if fill_mask is not None else ("embed",)
+        fingerprints = {
+            operation: graph_fingerprint(runtime.spec, runtime.graph_roles[operation])
+            for operation in operations
+        }
+        return ServedModel(runtime, embed, fill_mask, thread, fingerprints=fingerprints)
 
     # -- lifecycle ------------------------------------------------------------------------
     def warmup(self) -> None:
@@ -175,44 +196,97 @@ class Embedder:
         result = await asyncio.get_running_loop().run_in_executor(self.workers, function)
         return result, time.perf_counter() - started
 
+    def _batched(
+        self,
+        texts: Sequence[str],
+        prepare: Callable[[Sequence[str]], list[ItemT]],
+        batcher: DynamicBatcher[ItemT, StateT],
+        finish: Callable[[ItemT, StateT], ResultT],
+        deadline: float | None,
+    ) -> Compute[ResultT]:
+        """Prepare on the workers → one queue submission → finish on the workers, timed."""
+
+        async def compute(indices: list[int]) -> tuple[list[ResultT], Timing]:
+            chosen = [texts[index] for index in indices]
+            try:
+                items, tokenizing = await self._on_workers(lambda: prepare(chosen))
+            except InvalidArgument:
+                if len(chosen) < len(texts):  # name the bad text by the caller's own index
+                    await self._on_workers(lambda: prepare(texts))
+                raise
+            states, batch = await batcher.submit_timed(items, deadline)
+            results, finishing = await self._on_workers(
+                lambda: [finish(item, state) for item, state in zip(items, states, strict=True)]
+            )
+            return results, Timing(batch.queue_s, tokenizing + finishing, batch.execute_s)
+
+        return compute
+
+    async def _run(
+        self,
+        texts: Sequence[str],
+        compute: Compute[ResultT],
+        cached_as: tuple[KeyScope, Codec[ResultT]] | None,
+        policy: CachePolicy,
+        started: float,
+    ) -> tuple[list[ResultT], Timing]:
+        """The one lane of every operation on texts: the cache (when it applies), then
+        ``compute`` for what it lacks."""
+        if self.cache is None or cached_as is None or policy is CachePolicy.BYPASS:
+            results, timing = await compute(list(range(len(texts))))
+        else:
+            scope, codec = cached_as
+            results, timing = await self.cache.serve(texts, scope, codec, policy, compute)
+        timing.total_s = time.perf_counter() - started
+        return results, timing
+
+    def _scope(self, served: ServedModel, operation: str, options: dict[str, object]) -> KeyScope:
+        spec = served.spec
+        return KeyScope(
+            spec.name,
+            spec.version,
+            operation,
+            served.fingerprints[operation],
+            options_digest(options),
+        )
+
     async def embed(self, query: EmbedQuery, deadline: float | None) -> EmbedOutcome:
         started = time.perf_counter()
         self._check_texts(query.texts)
         served = self.resolve(query.model, query.version)
         runtime = served.runtime
         options = resolve_embed_options(served.spec, query)
-        if served.direct is not None:
-            return await self._embed_now(served, served.direct, query.texts, options, started)
-        if served.embed_batcher is None:  # every runtime that is not direct has one
+        texts = query.texts
+        if served.direct is not None:  # static lookups cost less than a cache read
+            lookup = self._direct(served.direct, texts, options)
+            results, timing = await self._run(texts, lookup, None, query.cache_policy, started)
+        elif served.embed_batcher is None:  # every runtime that is not direct has one
             raise InvalidArgument(f"{served.spec.name} serves no embeddings")
-        items, tokenizing = await self._on_workers(
-            lambda: runtime.prepare_embed(query.texts, options)
-        )
-        states, batch_timing = await served.embed_batcher.submit_timed(items, deadline)
-        results, finishing = await self._on_workers(
-            lambda: [runtime.finish_embed(i, s) for i, s in zip(items, states, strict=True)]
-        )
-        timing = Timing(
-            queue_s=batch_timing.queue_s,
-            tokenization_s=tokenizing + finishing,
-            inference_s=batch_timing.execute_s,
-            total_s=time.perf_counter() - started,
-        )
+        else:
+            compute = self._batched(
+                texts,
+                lambda chosen: runtime.prepare_embed(chosen, options),
+                served.embed_batcher,
+                runtime.finish_embed,
+                deadline,
+            )
+            scope = self._scope(served, "embed", embed_options_key(options))
+            results, timing = await self._run(
+                texts, compute, (scope, EMBEDDING_CODEC), query.cache_policy, started
+            )
         return EmbedOutcome(results, runtime.dim, served.spec.name, served.spec.version, timing)
 
-    async def _embed_now(
-        self,
-        served: ServedModel,
-        direct: DirectRuntime,
-        texts: Sequence[str],
-        options: EmbedOptions,
-        started: float,
-    ) -> EmbedOutcome:
+    def _direct(
+        self, direct: DirectRuntime, texts: Sequence[str], options: EmbedOptions
+    ) -> Compute[EmbeddingResult]:
         """A static model: split, look up and pool in one step on the worker pool, no queue."""
-        results, elapsed = await self._on_workers(lambda: direct.embed_now(texts, options))
-        timing = Timing(inference_s=elapsed, total_s=time.perf_counter() - started)
-        spec = served.spec
-        return EmbedOutcome(results, served.runtime.dim, spec.name, spec.version, timing)
+
+        async def compute(indices: list[int]) -> tuple[list[EmbeddingResult], Timing]:
+            chosen = [texts[index] for index in indices]
+            results, elapsed = await self._on_workers(lambda: direct.embed_now(chosen, options))
+            return results, Timing(inference_s=elapsed)
+
+        return compute
 
     async def fill_mask(self, query: FillMaskQuery, deadline: float | None) -> FillMaskOutcome:
         started = time.perf_counter()
@@ -227,19 +301,22 @@ class Embedder:
         if query.top_k > MAX_TOP_K:
             raise InvalidArgument(f"top_k is {query.top_k}; at most {MAX_TOP_K} is allowed")
         runtime: FillMaskRuntime = served.runtime  # type: ignore[assignment]
-        top_k = query.top_k or 5
-        items, tokenizing = await self._on_workers(
-            lambda: runtime.prepare_fill_mask(query.texts, top_k)
+        top_k = query.top_k or DEFAULT_FILL_MASK_TOP_K
+
+        def finish(item: FillMaskItem, logits: np.ndarray) -> FillMaskResult:
+            masks = runtime.finish_fill_mask(item, logits)
+            return FillMaskResult(tuple(tuple(mask) for mask in masks))
+
+        compute = self._batched(
+            query.texts,
+            lambda chosen: runtime.prepare_fill_mask(chosen, top_k),
+            served.fill_mask_batcher,
+            finish,
+            deadline,
         )
-        logits, batch_timing = await served.fill_mask_batcher.submit_timed(items, deadline)
-        results, finishing = await self._on_workers(
-            lambda: [runtime.finish_fill_mask(i, row) for i, row in zip(items, logits, strict=True)]
-        )
-        timing = Timing(
-            queue_s=batch_timing.queue_s,
-            tokenization_s=tokenizing + finishing,
-            inference_s=batch_timing.execute_s,
-            total_s=time.perf_counter() - started,
+        scope = self._scope(served, "fill_mask", {"top_k": top_k})
+        results, timing = await self._run(
+            query.texts, compute, (scope, FILL_MASK_CODEC), query.cache_policy, started
         )
         return FillMaskOutcome(results, served.spec.name, served.spec.version, timing)
 

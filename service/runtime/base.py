@@ -54,6 +54,8 @@ class Runtime(Protocol):
 
     spec: ModelSpec
     device: str
+    graph_roles: dict[str, str]
+    """Per operation (``embed``, ``fill_mask``, ``most_similar``), the graph that computes it."""
 
     @property
     def dim(self) -> int: ...

@@ -42,6 +42,9 @@ class BertRuntime:
                 directory / graph.file, graph, options, f"{label} fill_mask"
             )
         self.device = self.encoder.device
+        self.graph_roles = {"embed": "encoder"}
+        if self.fill_mask is not None:
+            self.graph_roles["fill_mask"] = "fill_mask"
         ids = spec.special_token_ids
         self.pad_id, self.sep_id, self.mask_id = ids["pad"], ids["sep"], ids["mask"]
         self.mask_token = spec.special_tokens["mask"]

@@ -90,6 +90,7 @@ class ElmoRuntime:
             directory / graph.file, graph, options, f"{spec.name}/{spec.version} {GRAPH}"
         )
         self.device = self.bilm.device
+        self.graph_roles = {"embed": GRAPH}
         self.max_chars = _fixed(spec, "char_ids", 2)
         self.states = _fixed(spec, "initial_c", 0)
         self.cell_dim = _fixed(spec, "initial_c", 2)

@@ -79,6 +79,9 @@ class Word2VecRuntime:
                 directory / graph.file, graph, options, f"{self.label} similarity"
             )
         self.device = self.lookup.device
+        self.graph_roles = {"embed": "lookup"}
+        if self.similarity is not None:
+            self.graph_roles["most_similar"] = "similarity"
 
     @property
     def dim(self) -> int:

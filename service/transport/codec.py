@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from proto.embedding.v1 import embedding_pb2 as pb
 from service.domain import (
+    CachePolicy,
     EmbedOutcome,
     EmbedQuery,
     FillMaskOutcome,
@@ -25,6 +26,21 @@ _POOLING_FROM_PROTO = {
     pb.POOLING_NONE: Pooling.NONE,
 }
 _POOLING_TO_PROTO = {pooling: code for code, pooling in _POOLING_FROM_PROTO.items() if pooling}
+_CACHE_POLICY_FROM_PROTO: dict[int, CachePolicy] = {
+    pb.CACHE_POLICY_UNSPECIFIED: CachePolicy.USE,
+    pb.CACHE_POLICY_BYPASS: CachePolicy.BYPASS,
+    pb.CACHE_POLICY_REFRESH: CachePolicy.REFRESH,
+}
+
+
+def _cache_policy(code: int) -> CachePolicy:
+    policy = _CACHE_POLICY_FROM_PROTO.get(code)
+    if policy is None:
+        raise InvalidArgument(
+            f"cache_policy {code} is unknown; use CACHE_POLICY_BYPASS, CACHE_POLICY_REFRESH or "
+            "leave it unset to use the cache"
+        )
+    return policy
 
 
 def embed_query(request: pb.EmbedRequest) -> EmbedQuery:
@@ -43,6 +59,7 @@ def embed_query(request: pb.EmbedRequest) -> EmbedQuery:
         normalize=request.normalize,
         truncate=request.truncate,
         skip_unknown=request.skip_unknown,
+        cache_policy=_cache_policy(request.cache_policy),
     )
 
 
@@ -52,6 +69,7 @@ def fill_mask_query(request: pb.FillMaskRequest) -> FillMaskQuery:
         version=request.version,
         texts=tuple(request.texts),
         top_k=request.top_k,
+        cache_policy=_cache_policy(request.cache_policy),
     )
 
 
@@ -110,8 +128,9 @@ def fill_mask_response(outcome: FillMaskOutcome) -> pb.FillMaskResponse:
                             for fill in mask
                         ]
                     )
-                    for mask in text
-                ]
+                    for mask in text.masks
+                ],
+                cached=text.cached,
             )
             for text in outcome.results
         ],

@@ -14,14 +14,23 @@ class Pooling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POOLING_MEAN: _ClassVar[Pooling]
     POOLING_MAX: _ClassVar[Pooling]
     POOLING_NONE: _ClassVar[Pooling]
+
+class CachePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CACHE_POLICY_UNSPECIFIED: _ClassVar[CachePolicy]
+    CACHE_POLICY_BYPASS: _ClassVar[CachePolicy]
+    CACHE_POLICY_REFRESH: _ClassVar[CachePolicy]
 POOLING_UNSPECIFIED: Pooling
 POOLING_CLS: Pooling
 POOLING_MEAN: Pooling
 POOLING_MAX: Pooling
 POOLING_NONE: Pooling
+CACHE_POLICY_UNSPECIFIED: CachePolicy
+CACHE_POLICY_BYPASS: CachePolicy
+CACHE_POLICY_REFRESH: CachePolicy
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("model", "version", "texts", "pooling", "layers", "layer_weights", "normalize", "truncate", "skip_unknown")
+    __slots__ = ("model", "version", "texts", "pooling", "layers", "layer_weights", "normalize", "truncate", "skip_unknown", "cache_policy")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +40,7 @@ class EmbedRequest(_message.Message):
     NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     SKIP_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    CACHE_POLICY_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     texts: _containers.RepeatedScalarFieldContainer[str]
@@ -40,7 +50,8 @@ class EmbedRequest(_message.Message):
     normalize: bool
     truncate: bool
     skip_unknown: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., layer_weights: _Optional[_Iterable[float]] = ..., normalize: _Optional[bool] = ..., truncate: _Optional[bool] = ..., skip_unknown: _Optional[bool] = ...) -> None: ...
+    cache_policy: CachePolicy
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., layer_weights: _Optional[_Iterable[float]] = ..., normalize: _Optional[bool] = ..., truncate: _Optional[bool] = ..., skip_unknown: _Optional[bool] = ..., cache_policy: _Optional[_Union[CachePolicy, str]] = ...) -> None: ...
 
 class Embedding(_message.Message):
     __slots__ = ("values", "num_tokens", "tokens", "truncated", "cached", "unknown_tokens")
@@ -85,16 +96,18 @@ class EmbedResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dim: _Optional[int] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
 
 class FillMaskRequest(_message.Message):
-    __slots__ = ("model", "version", "texts", "top_k")
+    __slots__ = ("model", "version", "texts", "top_k", "cache_policy")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    CACHE_POLICY_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    cache_policy: CachePolicy
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., cache_policy: _Optional[_Union[CachePolicy, str]] = ...) -> None: ...
 
 class MaskPrediction(_message.Message):
     __slots__ = ("token", "score", "token_id", "sequence")
@@ -115,10 +128,12 @@ class MaskPredictions(_message.Message):
     def __init__(self, predictions: _Optional[_Iterable[_Union[MaskPrediction, _Mapping]]] = ...) -> None: ...
 
 class FillMaskResult(_message.Message):
-    __slots__ = ("masks",)
+    __slots__ = ("masks", "cached")
     MASKS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     masks: _containers.RepeatedCompositeFieldContainer[MaskPredictions]
-    def __init__(self, masks: _Optional[_Iterable[_Union[MaskPredictions, _Mapping]]] = ...) -> None: ...
+    cached: bool
+    def __init__(self, masks: _Optional[_Iterable[_Union[MaskPredictions, _Mapping]]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class FillMaskResponse(_message.Message):
     __slots__ = ("results", "model", "version", "timing")
