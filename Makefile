@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install serve defaults test lint typecheck unit bench proto clean-models
+.PHONY: install serve defaults test test-tools lint typecheck unit bench proto clean-models
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,16 +22,20 @@ serve: defaults
 defaults: $(STAMP)
 	$(PY) -m export defaults
 
+## What the tests and the bench start besides Python: real redis-server processes (Debian's package).
+test-tools:
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+
 ## Lint, type-check and run the whole test suite (what CI runs).
-test: $(STAMP)
+test: $(STAMP) test-tools
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
 
-unit: $(STAMP)
+unit: $(STAMP) test-tools
 	$(PY) -m pytest tests/unit
 
-bench: $(STAMP)
+bench: $(STAMP) test-tools
 	$(PY) -m bench $(ARGS)
 
 ## Regenerate the gRPC stubs after editing proto/ (tests fail while they are stale).

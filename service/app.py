@@ -1,5 +1,6 @@
 """Wiring and lifecycle: bind → NOT_SERVING → load and check models → warm up → SERVING;
-on SIGTERM/SIGINT: NOT_SERVING → stop accepting → finish in-flight work → close sessions."""
+on SIGTERM/SIGINT: NOT_SERVING → stop accepting → finish in-flight work → close sessions →
+send pending cache writes and close Redis."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import signal
 from grpc_health.v1 import health, health_pb2
 
 from service.batching import BatchingConfig
+from service.cache.factory import CacheConfig, create_cache
+from service.cache.texts import TextCache
 from service.config import Settings
 from service.embedder import Embedder, ObserverFactory, RequestLimits
 from service.runtime.loader import load_repository
@@ -32,6 +35,17 @@ def batching_config(settings: Settings) -> BatchingConfig:
     )
 
 
+def cache_config(settings: Settings) -> CacheConfig:
+    return CacheConfig(
+        enabled=settings.cache == "on",
+        memory_bytes=settings.cache_memory_mb * 2**20,
+        redis_url=settings.redis_url,
+        redis_cluster=settings.redis_cluster,
+        ttl_s=settings.cache_ttl_s,
+        redis_timeout_s=settings.redis_timeout_ms / 1000,
+    )
+
+
 class Application:
     """One server process: its gRPC server, health, and (once warm) the embedder."""
 
@@ -42,6 +56,7 @@ class Application:
         self.health = health.aio.HealthServicer()
         self.server, self.port = create_server(settings, self.servicer, self.health)
         self.embedder: Embedder | None = None
+        self.cache: TextCache | None = None
 
     async def _set_health(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
@@ -80,12 +95,14 @@ class Application:
                 f"{self.settings.models_dir} holds no models; build the defaults with "
                 "`python -m export defaults` or import one with `python -m export bert --from-hf`"
             )
+        self.cache = create_cache(cache_config(self.settings))
         embedder = Embedder(
             runtimes,
             batching_config(self.settings),
             RequestLimits(self.settings.max_texts_per_request),
             self.settings.tokenizer_threads,
             self.observers,
+            self.cache,
         )
         self.embedder = embedder
         await asyncio.to_thread(embedder.warmup)
@@ -96,6 +113,8 @@ class Application:
             f"{s.spec.name}/{s.spec.version} ({s.runtime.device})" for s in embedder.served()
         )
         log.info("serving %s on %s:%d", names, self.settings.host, self.port)
+        tiers = " + ".join(self.cache.tiers) if self.cache is not None else "off"
+        log.info("cache: %s", tiers)
 
     async def stop(self) -> None:
         """Graceful: NOT_SERVING, refuse new calls, let in-flight ones finish within the grace."""
@@ -104,6 +123,8 @@ class Application:
         await self.server.stop(grace)
         if self.embedder is not None:
             await self.embedder.stop(grace)
+        if self.cache is not None:
+            await self.cache.close()
         log.info("stopped")
 
 

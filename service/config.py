@@ -62,6 +62,24 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(1, ge=1, description="ONNX operators run in parallel")
     tokenizer_threads: int = Field(2, ge=1, description="threads for tokenization and pooling")
 
+    # Caching of contextual results (BERT, ELMo embeddings and fill-mask; never word2vec).
+    cache: Literal["on", "off"] = Field(
+        "on", description="cache results per text: in process, and in Redis when redis-url is set"
+    )
+    cache_memory_mb: int = Field(
+        256, ge=0, description="bytes of the in-process cache tier, in MiB (0: no in-process tier)"
+    )
+    redis_url: str = Field(
+        "",
+        description="shared cache tier, e.g. redis://:PASSWORD@HOST:6379/0 or rediss:// for TLS "
+        "(empty: no Redis tier)",
+    )
+    redis_cluster: bool = Field(False, description="redis-url names a node of a Redis Cluster")
+    cache_ttl_s: int = Field(86_400, ge=1, description="seconds a cached result lives")
+    redis_timeout_ms: float = Field(
+        50.0, gt=0, description="longest a request waits for a Redis read before it computes"
+    )
+
     # Lifecycle and logs.
     grace_period_s: float = Field(
         10.0, ge=0, description="on SIGTERM, how long in-flight requests may take to finish"

@@ -14,7 +14,10 @@ ServerThread = BackgroundServer
 
 
 def settings_for(models_dir: Path, **overrides: Any) -> Settings:
-    return Settings(models_dir=models_dir, host="127.0.0.1", port=0, **overrides)
+    """Settings for a test server: the cache is off unless a test turns it on, so what the
+    other tests send reaches the batcher as sent (identical texts are not merged)."""
+    defaults: dict[str, Any] = {"cache": "off"}
+    return Settings(models_dir=models_dir, host="127.0.0.1", port=0, **(defaults | overrides))
 
 
 @contextmanager
