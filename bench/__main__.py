@@ -1,4 +1,5 @@
-"""``python -m bench`` (or ``make bench``): served vs raw throughput, dynamic batching vs batch-1.
+"""``python -m bench`` (or ``make bench``): served vs raw throughput, dynamic batching vs batch-1,
+and the result cache's Redis hits vs misses.
 
 For each model it serves the repository in this process, drives it over gRPC from a separate
 load process (N concurrent clients, one held-out sentence per call), records the batch shapes
@@ -8,13 +9,16 @@ Everything is measured in one run, side by side:
 * served / raw: the server's throughput at saturation over the engine's at the same batches;
 * batching gain: dynamic batching over batch-1 serving at the same concurrency, next to the raw
   engine's own gain between the same two mixes of batch shapes.
+
+These "serving" runs have the result cache off. The "cache" section (``bench.cache``) serves the
+bert-base-shaped model from a private redis-server and compares Redis hits with misses:
+throughput at the same load, and hit latency with 1 and with N clients.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -25,6 +29,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.load import run_load
 from bench.raw import Shape, encoder_session, replay
 from modelrepo import ModelRepository, load_checked
 from service.background import background_server
@@ -51,28 +56,6 @@ class ShapeRecorder:
         pass
 
 
-def run_load(target: str, model: str, texts: Path, clients: int, seconds: float) -> dict[str, Any]:
-    """The load generator in its own process (its CPU use is not the server's GIL)."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench.load",
-        "--target",
-        target,
-        "--model",
-        model,
-        "--texts",
-        str(texts),
-        "--clients",
-        str(clients),
-        "--seconds",
-        str(seconds),
-    ]
-    result = subprocess.run(command, check=True, capture_output=True, text=True)
-    loaded: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return loaded
-
-
 def serve_and_load(
     settings: Settings, model: str, texts: Path, clients: int, seconds: float
 ) -> tuple[dict[str, Any], Counter[Shape]]:
@@ -92,8 +75,15 @@ def mean_batch(shapes: Counter[Shape]) -> float:
 def bench_model(
     models_dir: Path, name: str, texts: Path, clients: int, seconds: float, threads: int
 ) -> dict[str, Any]:
+    # The cache is off here: the load cycles a fixed set of sentences, which a cache would answer.
     settings = Settings(
-        models_dir=models_dir, models=[name], port=0, intra_op_threads=threads, log_level="warning"
+        models_dir=models_dir,
+        models=[name],
+        port=0,
+        metrics_port=0,
+        intra_op_threads=threads,
+        log_level="warning",
+        cache="off",
     )
     console.print(f"[bold]{name}[/bold]: dynamic batching, {clients} clients, {seconds:.0f} s")
     dynamic, dynamic_shapes = serve_and_load(settings, name, texts, clients, seconds)
@@ -174,11 +164,21 @@ def write_texts(path: Path, seed: int) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+SECTIONS = ("serving", "cache")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="what to measure (default: both)",
     )
     parser.add_argument(
         "--models-dir", type=Path, default=Path("models"), help="repository with the default models"
@@ -190,27 +190,61 @@ def main(argv: list[str] | None = None) -> int:
         help="where the bert-base-shaped model is built",
     )
     parser.add_argument(
-        "--models", nargs="*", default=["bert", "bert-base-random"], help="models to measure"
+        "--models",
+        nargs="*",
+        default=["bert", "bert-base-random"],
+        help="models of the serving section",
     )
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument(
         "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: cores)"
     )
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
-    from bench.models import ensure_models
+    parser.add_argument(
+        "--cache-texts", type=int, default=2000, help="texts primed into Redis for the hit path"
+    )
+    parser.add_argument(
+        "--json", type=Path, help="also write the results here, one key per section"
+    )
+    return parser.parse_args(argv)
 
-    locations = ensure_models(args.models, args.models_dir, args.bench_models_dir)
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from bench.cache import MODEL as CACHE_MODEL
+    from bench.cache import bench_cache, report_cache
+    from bench.models import ensure_models
+    from bench.redis_server import RedisUnavailable
+
+    serving, cache = "serving" in args.sections, "cache" in args.sections
+    wanted = [*(args.models if serving else []), *([CACHE_MODEL] if cache else [])]
+    names = list(dict.fromkeys(wanted))
+    locations = ensure_models(names, args.models_dir, args.bench_models_dir)
     texts = write_texts(Path("build/bench/texts.txt"), seed=13)
-    results = [
-        bench_model(locations[name], name, texts, args.clients, args.seconds, args.threads)
-        for name in args.models
-    ]
-    report(results)
+    results: dict[str, Any] = {}
+    if serving:
+        results["serving"] = [
+            bench_model(locations[name], name, texts, args.clients, args.seconds, args.threads)
+            for name in args.models
+        ]
+        report(results["serving"])
+    if cache:
+        try:
+            results["cache"] = bench_cache(
+                locations[CACHE_MODEL],
+                texts,
+                args.cache_texts,
+                args.clients,
+                args.seconds,
+                args.threads,
+            )
+        except RedisUnavailable as error:
+            console.print(f"[red]cache section: {error}[/red]")
+            return 1
+        report_cache(results["cache"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+    return 0 if results.get("cache", {}).get("valid", True) else 1
 
 
 if __name__ == "__main__":
