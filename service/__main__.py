@@ -9,14 +9,17 @@ import sys
 from modelrepo import SpecError
 from service.app import serve
 from service.config import load_settings
+from service.transport.interceptors import RequestIdFilter
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
     try:
         asyncio.run(serve(settings))
     except (SpecError, OSError, RuntimeError) as error:

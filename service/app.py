@@ -10,11 +10,12 @@ import signal
 
 from grpc_health.v1 import health, health_pb2
 
-from service.batching import BatchingConfig
+from service.batching import BatchingConfig, BatchObserver, TeeObserver
 from service.cache.factory import CacheConfig, create_cache
 from service.cache.texts import TextCache
 from service.config import Settings
 from service.embedder import Embedder, ObserverFactory, RequestLimits
+from service.metrics import Metrics
 from service.runtime.loader import load_repository
 from service.runtime.session import SessionOptions
 from service.transport.server import SERVICE_NAME, create_server
@@ -52,9 +53,11 @@ class Application:
     def __init__(self, settings: Settings, observers: ObserverFactory | None = None) -> None:
         self.settings = settings
         self.observers = observers
+        self.metrics = Metrics() if settings.metrics else None
+        self.metrics_port: int | None = None
         self.servicer = EmbeddingServicer()
         self.health = health.aio.HealthServicer()
-        self.server, self.port = create_server(settings, self.servicer, self.health)
+        self.server, self.port = create_server(settings, self.servicer, self.health, self.metrics)
         self.embedder: Embedder | None = None
         self.cache: TextCache | None = None
 
@@ -63,6 +66,20 @@ class Application:
     ) -> None:
         for service in HEALTH_SERVICES:
             await self.health.set(service, status)
+
+    def _observers(self) -> ObserverFactory | None:
+        """Each batcher's observer: the metrics' and the caller's (tests, the benchmark)."""
+        metrics, extra = self.metrics, self.observers
+        if metrics is None:
+            return extra
+        if extra is None:
+            return metrics.batcher
+
+        def both(name: str) -> BatchObserver | None:
+            found = [o for o in (metrics.batcher(name), extra(name)) if o is not None]
+            return found[0] if len(found) == 1 else TeeObserver(found)
+
+        return both
 
     async def start(self) -> None:
         """Listen at once (health says NOT_SERVING), then load, warm up and report SERVING."""
@@ -73,6 +90,9 @@ class Application:
         """Accept calls: health answers NOT_SERVING and the API UNAVAILABLE until ``load``."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
+        if self.metrics is not None:
+            self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", self.settings.host, self.metrics_port)
 
     async def load(self) -> None:
         """Load and check every model, warm it up, start batching, then report SERVING."""
@@ -87,27 +107,35 @@ class Application:
             intra_op_threads=self.settings.intra_op_threads,
             inter_op_threads=self.settings.inter_op_threads,
         )
+        load_seconds: dict[tuple[str, int], float] = {}
         runtimes = await asyncio.to_thread(
-            load_repository, self.settings.models_dir, self.settings.models, options
+            load_repository, self.settings.models_dir, self.settings.models, options, load_seconds
         )
         if not runtimes:
             raise RuntimeError(
                 f"{self.settings.models_dir} holds no models; build the defaults with "
                 "`python -m export defaults` or import one with `python -m export bert --from-hf`"
             )
-        self.cache = create_cache(cache_config(self.settings))
+        self.cache = create_cache(cache_config(self.settings), self.metrics)
         embedder = Embedder(
             runtimes,
             batching_config(self.settings),
             RequestLimits(self.settings.max_texts_per_request),
             self.settings.tokenizer_threads,
-            self.observers,
+            self._observers(),
             self.cache,
+            self.metrics,
         )
         self.embedder = embedder
-        await asyncio.to_thread(embedder.warmup)
+        warm_seconds = await asyncio.to_thread(embedder.warmup)
         await embedder.start()
         self.servicer.embedder = embedder
+        if self.metrics is not None:
+            for served in embedder.served():
+                key = (served.spec.name, served.spec.version)
+                seconds = load_seconds.get(key, 0.0) + warm_seconds.get(key, 0.0)
+                self.metrics.model_loaded(*key, seconds)
+            self.metrics.built([served.runtime.device for served in embedder.served()])
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         names = ", ".join(
             f"{s.spec.name}/{s.spec.version} ({s.runtime.device})" for s in embedder.served()
@@ -125,6 +153,11 @@ class Application:
             await self.embedder.stop(grace)
         if self.cache is not None:
             await self.cache.close()
+        if self.metrics is not None:
+            if self.embedder is not None:
+                for served in self.embedder.served():
+                    self.metrics.model_stopped(served.spec.name, served.spec.version)
+            self.metrics.close()
         log.info("stopped")
 
 

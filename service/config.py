@@ -80,6 +80,15 @@ class Settings(BaseSettings):
         50.0, gt=0, description="longest a request waits for a Redis read before it computes"
     )
 
+    # Metrics and logs.
+    metrics: bool = Field(True, description="serve Prometheus metrics (--no-metrics turns it off)")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="HTTP port of /metrics (0 picks a free one)"
+    )
+    access_log: bool = Field(
+        False, description="one JSON line per request on the service.access logger (no texts)"
+    )
+
     # Lifecycle and logs.
     grace_period_s: float = Field(
         10.0, ge=0, description="on SIGTERM, how long in-flight requests may take to finish"

@@ -121,6 +121,7 @@ class Timing:
     tokenization_s: float = 0.0
     inference_s: float = 0.0
     total_s: float = 0.0
+    postprocess_s: float = 0.0
 
 
 @dataclass

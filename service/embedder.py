@@ -41,6 +41,7 @@ from service.domain import (
     resolve_embed_options,
 )
 from service.errors import InvalidArgument, NotFound
+from service.metrics import Metrics
 from service.runtime.base import (
     DirectRuntime,
     EmbedItem,
@@ -79,6 +80,9 @@ class ServedModel:
     def spec(self) -> ModelSpec:
         return self.runtime.spec
 
+    def batcher(self, operation: str) -> DynamicBatcher[Any, Any] | None:
+        return self.embed_batcher if operation == "embed" else self.fill_mask_batcher
+
 
 @dataclass(frozen=True)
 class RequestLimits:
@@ -96,15 +100,19 @@ class Embedder:
         worker_threads: int = 2,
         observers: ObserverFactory | None = None,
         cache: TextCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.limits = limits
         self.cache = cache
+        self.metrics = metrics
         self.workers = ThreadPoolExecutor(worker_threads, thread_name_prefix="prepare")
         self.observers: ObserverFactory = observers or (lambda _: None)
         self.models: dict[str, dict[int, ServedModel]] = {
             name: {version: self._serve(runtime, batching) for version, runtime in versions.items()}
             for name, versions in runtimes.items()
         }
+        if metrics is not None:
+            self._watch_queues(metrics)
 
     def _serve(self, runtime: Runtime, batching: BatchingConfig) -> ServedModel:
         if isinstance(runtime, DirectRuntime):
@@ -137,10 +145,27 @@ class Embedder:
         }
         return ServedModel(runtime, embed, fill_mask, thread, fingerprints=fingerprints)
 
+    def _watch_queues(self, metrics: Metrics) -> None:
+        """Queue depth per model and operation, summed over the model's versions."""
+        for name, versions in self.models.items():
+            for operation in ("embed", "fill_mask"):
+                batchers = [
+                    batcher
+                    for served in versions.values()
+                    if (batcher := served.batcher(operation)) is not None
+                ]
+                if batchers:
+                    metrics.watch_queue(name, operation, _total_queue(batchers))
+
     # -- lifecycle ------------------------------------------------------------------------
-    def warmup(self) -> None:
+    def warmup(self) -> dict[tuple[str, int], float]:
+        """Warm every model version up; returns the seconds each took."""
+        seconds = {}
         for served in self.served():
+            started = time.perf_counter()
             served.runtime.warmup()
+            seconds[(served.spec.name, served.spec.version)] = time.perf_counter() - started
+        return seconds
 
     async def start(self) -> None:
         for batcher in self._batchers():
@@ -218,12 +243,19 @@ class Embedder:
             results, finishing = await self._on_workers(
                 lambda: [finish(item, state) for item, state in zip(items, states, strict=True)]
             )
-            return results, Timing(batch.queue_s, tokenizing + finishing, batch.execute_s)
+            return results, Timing(
+                queue_s=batch.queue_s,
+                tokenization_s=tokenizing,
+                inference_s=batch.execute_s,
+                postprocess_s=finishing,
+            )
 
         return compute
 
     async def _run(
         self,
+        served: ServedModel,
+        operation: str,
         texts: Sequence[str],
         compute: Compute[ResultT],
         cached_as: tuple[KeyScope, Codec[ResultT]] | None,
@@ -231,13 +263,18 @@ class Embedder:
         started: float,
     ) -> tuple[list[ResultT], Timing]:
         """The one lane of every operation on texts: the cache (when it applies), then
-        ``compute`` for what it lacks."""
+        ``compute`` for what it lacks; timed and recorded."""
         if self.cache is None or cached_as is None or policy is CachePolicy.BYPASS:
             results, timing = await compute(list(range(len(texts))))
         else:
             scope, codec = cached_as
             results, timing = await self.cache.serve(texts, scope, codec, policy, compute)
         timing.total_s = time.perf_counter() - started
+        if self.metrics is not None:
+            cached = sum(1 for result in results if getattr(result, "cached", False))
+            self.metrics.observe_request(
+                served.spec.name, operation, timing, len(results) - cached, cached
+            )
         return results, timing
 
     def _scope(self, served: ServedModel, operation: str, options: dict[str, object]) -> KeyScope:
@@ -259,7 +296,9 @@ class Embedder:
         texts = query.texts
         if served.direct is not None:  # static lookups cost less than a cache read
             lookup = self._direct(served.direct, texts, options)
-            results, timing = await self._run(texts, lookup, None, query.cache_policy, started)
+            results, timing = await self._run(
+                served, "embed", texts, lookup, None, query.cache_policy, started
+            )
         elif served.embed_batcher is None:  # every runtime that is not direct has one
             raise InvalidArgument(f"{served.spec.name} serves no embeddings")
         else:
@@ -272,7 +311,13 @@ class Embedder:
             )
             scope = self._scope(served, "embed", embed_options_key(options))
             results, timing = await self._run(
-                texts, compute, (scope, EMBEDDING_CODEC), query.cache_policy, started
+                served,
+                "embed",
+                texts,
+                compute,
+                (scope, EMBEDDING_CODEC),
+                query.cache_policy,
+                started,
             )
         return EmbedOutcome(results, runtime.dim, served.spec.name, served.spec.version, timing)
 
@@ -316,7 +361,13 @@ class Embedder:
         )
         scope = self._scope(served, "fill_mask", {"top_k": top_k})
         results, timing = await self._run(
-            query.texts, compute, (scope, FILL_MASK_CODEC), query.cache_policy, started
+            served,
+            "fill_mask",
+            query.texts,
+            compute,
+            (scope, FILL_MASK_CODEC),
+            query.cache_policy,
+            started,
         )
         return FillMaskOutcome(results, served.spec.name, served.spec.version, timing)
 
@@ -350,6 +401,10 @@ class Embedder:
         served = self.resolve(name, version)
         tokenized, _ = await self._on_workers(lambda: served.runtime.tokenize(texts))
         return served, tokenized
+
+
+def _total_queue(batchers: list[DynamicBatcher[Any, Any]]) -> Callable[[], int]:
+    return lambda: sum(batcher.queue_size for batcher in batchers)
 
 
 def _embed_length(item: EmbedItem) -> int:

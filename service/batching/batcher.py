@@ -97,6 +97,30 @@ class BatchObserver(Protocol):
         """A batch finished executing (successfully or not) after ``seconds``."""
 
 
+class TeeObserver:
+    """Forwards every event to several observers (metrics and a benchmark's recorder, say)."""
+
+    def __init__(self, observers: Sequence[BatchObserver]) -> None:
+        self._observers = tuple(observers)
+
+    def on_batch(
+        self, batch_size: int, padded_tokens: int, real_tokens: int, queue_wait_s: Sequence[float]
+    ) -> None:
+        """Forwards ``on_batch``."""
+        for observer in self._observers:
+            observer.on_batch(batch_size, padded_tokens, real_tokens, queue_wait_s)
+
+    def on_dropped(self, reason: str, count: int) -> None:
+        """Forwards ``on_dropped``."""
+        for observer in self._observers:
+            observer.on_dropped(reason, count)
+
+    def on_executed(self, seconds: float) -> None:
+        """Forwards ``on_executed``."""
+        for observer in self._observers:
+            observer.on_executed(seconds)
+
+
 class _NullObserver:
     """Observer that ignores everything."""
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from service.cache.memory import MemoryCache
 from service.cache.redis_tier import RedisCache, connect
-from service.cache.texts import TextCache
+from service.cache.texts import CacheObserver, TextCache
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class CacheConfig:
     redis_timeout_s: float = 0.05
 
 
-def create_cache(config: CacheConfig) -> TextCache | None:
+def create_cache(config: CacheConfig, observer: CacheObserver | None = None) -> TextCache | None:
     """The configured tiers, or None when caching is off or no tier is left."""
     if not config.enabled:
         return None
@@ -33,4 +33,4 @@ def create_cache(config: CacheConfig) -> TextCache | None:
         redis = RedisCache(client, timeout_s=config.redis_timeout_s, where=config.redis_url)
     if memory is None and redis is None:
         return None
-    return TextCache(memory, redis, config.ttl_s)
+    return TextCache(memory, redis, config.ttl_s, observer)

@@ -3,7 +3,8 @@
 Every call is one round trip for the whole batch (``MGET``; a pipeline of ``SET EX``), bounded
 by a timeout, behind a circuit breaker. On a Cluster, redis-py groups the keys per node
 (``mget_nonatomic`` and the cluster pipeline). A fault never reaches the caller: it reads as
-misses, is counted, and is logged once when the circuit opens (and once when it closes again).
+no answer (the caller computes), is counted, and is logged once when the circuit opens (and
+once when it closes again).
 """
 
 from __future__ import annotations
@@ -104,12 +105,12 @@ class RedisCache:
         if self.breaker.succeeded():
             log.info("Redis cache at %s answers again; caching resumed", self.where)
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None] | None:
         if not keys:
             return []
         if not self.breaker.allow():
             self.counters.skipped += 1
-            return [None] * len(keys)
+            return None
         try:
             async with asyncio.timeout(self.timeout_s):
                 if isinstance(self.client, RedisCluster):
@@ -123,7 +124,7 @@ class RedisCache:
             raise
         except Exception as error:  # noqa: BLE001 - a cache fault must never fail a request
             self._fault("read", error)
-            return [None] * len(keys)
+            return None
         self._recovered()
         return [value if isinstance(value, bytes) else None for value in values]
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from service.cache.keys import KeyScope
 from service.cache.tier import CacheTier
@@ -50,6 +51,19 @@ EMBEDDING_CODEC: Codec[EmbeddingResult] = Codec(encode_embedding, decode_embeddi
 FILL_MASK_CODEC: Codec[FillMaskResult] = Codec(encode_fill_mask, decode_fill_mask)
 
 
+class CacheObserver(Protocol):
+    """Hooks for metrics. Called on the event loop; must be quick and must not raise."""
+
+    def on_lookup(self, tier: str, hits: int, misses: int, errors: int, seconds: float) -> None:
+        """One batched read of ``tier``: texts found, not found, or not answered (a fault)."""
+
+    def on_write(self, tier: str, count: int, seconds: float) -> None:
+        """One batched write of ``count`` texts to ``tier`` finished."""
+
+    def on_write_dropped(self, count: int) -> None:
+        """``count`` texts were not written to Redis: too many writes were pending."""
+
+
 @dataclass
 class CacheCounters:
     """What the cache did, in texts (distinct texts of a request), for tests and metrics."""
@@ -75,16 +89,24 @@ def _text_timing(total: Timing, part: Timing) -> Timing:
         queue_s=max(total.queue_s, part.queue_s),
         tokenization_s=total.tokenization_s + part.tokenization_s,
         inference_s=total.inference_s + part.inference_s,
+        postprocess_s=total.postprocess_s + part.postprocess_s,
     )
 
 
 class TextCache:
     """The tiers (either may be absent) and the in-flight texts; one per server."""
 
-    def __init__(self, memory: CacheTier | None, redis: CacheTier | None, ttl_s: int) -> None:
+    def __init__(
+        self,
+        memory: CacheTier | None,
+        redis: CacheTier | None,
+        ttl_s: int,
+        observer: CacheObserver | None = None,
+    ) -> None:
         self.memory = memory
         self.redis = redis
         self.ttl_s = ttl_s
+        self.observer = observer
         self.counters = CacheCounters()
         self._flights: dict[str, asyncio.Future[Any]] = {}
         self._writes: set[asyncio.Task[None]] = set()
@@ -94,15 +116,25 @@ class TextCache:
         return [tier.name for tier in (self.memory, self.redis) if tier is not None]
 
     # -- tiers ----------------------------------------------------------------------------
+    async def _lookup(self, tier: CacheTier, keys: list[str]) -> list[bytes | None]:
+        started = time.perf_counter()
+        found = await tier.get_many(keys)
+        hits = 0 if found is None else sum(value is not None for value in found)
+        if self.observer is not None:
+            errors = len(keys) if found is None else 0
+            misses = len(keys) - hits - errors
+            self.observer.on_lookup(tier.name, hits, misses, errors, time.perf_counter() - started)
+        return [None] * len(keys) if found is None else found
+
     async def _read(self, keys: list[str]) -> list[bytes | None]:
         found: list[bytes | None] = [None] * len(keys)
         if self.memory is not None:
-            found = await self.memory.get_many(keys)
+            found = await self._lookup(self.memory, keys)
             self.counters.memory_hits += sum(value is not None for value in found)
         if self.redis is not None:
             lacking = [index for index, value in enumerate(found) if value is None]
             if lacking:
-                remote = await self.redis.get_many([keys[index] for index in lacking])
+                remote = await self._lookup(self.redis, [keys[index] for index in lacking])
                 promoted = []
                 for index, value in zip(lacking, remote, strict=True):
                     if value is not None:
@@ -121,10 +153,18 @@ class TextCache:
             return
         if len(self._writes) >= MAX_PENDING_WRITES:
             self.counters.writes_dropped += len(items)
+            if self.observer is not None:
+                self.observer.on_write_dropped(len(items))
             return
-        task = asyncio.create_task(self.redis.set_many(items, self.ttl_s))
+        task = asyncio.create_task(self._write(self.redis, items))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+    async def _write(self, tier: CacheTier, items: list[tuple[str, bytes]]) -> None:
+        started = time.perf_counter()
+        await tier.set_many(items, self.ttl_s)
+        if self.observer is not None:
+            self.observer.on_write(tier.name, len(items), time.perf_counter() - started)
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Wait (at most ``timeout_s``) for the pending Redis writes."""

@@ -10,13 +10,14 @@ class CacheTier(Protocol):
     """A key-value store for cached results.
 
     Both methods take a whole batch, so a remote tier makes one round trip per request, never
-    one per text. A tier never raises: a fault reads as a miss and a lost write.
+    one per text. A tier never raises: a fault reads as no answer and a lost write.
     """
 
     name: str
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """The value of each key, ``None`` where it has none (or the tier could not say)."""
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None] | None:
+        """The value of each key (``None`` where it has none), or ``None`` for the whole batch
+        when the tier could not answer (a fault, or its circuit is open)."""
         ...
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl_s: int) -> None:

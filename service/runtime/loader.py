@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,9 +38,15 @@ def load_runtime(directory: Path, options: SessionOptions) -> Runtime:
 
 
 def load_repository(
-    root: Path, names: Sequence[str], options: SessionOptions
+    root: Path,
+    names: Sequence[str],
+    options: SessionOptions,
+    seconds: dict[tuple[str, int], float] | None = None,
 ) -> dict[str, dict[int, Runtime]]:
-    """Every version of every model in ``root`` (or of ``names`` only, each of which must exist)."""
+    """Every version of every model in ``root`` (or of ``names`` only, each of which must exist).
+
+    ``seconds``, when given, receives how long each ``(name, version)`` took to check and open.
+    """
     check_single_onnxruntime()
     repository = ModelRepository(root)
     available = repository.names()
@@ -49,8 +56,11 @@ def load_repository(
     runtimes: dict[str, dict[int, Runtime]] = {}
     for name in names or available:
         for version in repository.versions(name):
+            started = time.perf_counter()
             runtimes.setdefault(name, {})[version] = load_runtime(
                 repository.path(name, version), options
             )
+            if seconds is not None:
+                seconds[(name, version)] = time.perf_counter() - started
             log.info("loaded %s/%d", name, version)
     return runtimes

@@ -89,6 +89,7 @@ def timing(value: Timing) -> pb.Timing:
         tokenization_us=round(value.tokenization_s * 1e6),
         inference_us=round(value.inference_s * 1e6),
         total_us=round(value.total_s * 1e6),
+        postprocess_us=round(value.postprocess_s * 1e6),
     )
 
 

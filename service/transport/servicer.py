@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any, TypeAlias
 
 from proto.embedding.v1 import embedding_pb2 as pb
@@ -28,6 +28,10 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
 
     def __init__(self) -> None:
         self.embedder: Embedder | None = None
+
+    def served_models(self) -> Collection[str]:
+        """The names of the models served now (none until the embedder is warm)."""
+        return () if self.embedder is None else self.embedder.models.keys()
 
     def _ready(self) -> Embedder:
         if self.embedder is None:

@@ -70,16 +70,18 @@ class Embedding(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ..., num_tokens: _Optional[int] = ..., tokens: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ..., cached: _Optional[bool] = ..., unknown_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Timing(_message.Message):
-    __slots__ = ("queue_us", "tokenization_us", "inference_us", "total_us")
+    __slots__ = ("queue_us", "tokenization_us", "inference_us", "total_us", "postprocess_us")
     QUEUE_US_FIELD_NUMBER: _ClassVar[int]
     TOKENIZATION_US_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_US_FIELD_NUMBER: _ClassVar[int]
     TOTAL_US_FIELD_NUMBER: _ClassVar[int]
+    POSTPROCESS_US_FIELD_NUMBER: _ClassVar[int]
     queue_us: int
     tokenization_us: int
     inference_us: int
     total_us: int
-    def __init__(self, queue_us: _Optional[int] = ..., tokenization_us: _Optional[int] = ..., inference_us: _Optional[int] = ..., total_us: _Optional[int] = ...) -> None: ...
+    postprocess_us: int
+    def __init__(self, queue_us: _Optional[int] = ..., tokenization_us: _Optional[int] = ..., inference_us: _Optional[int] = ..., total_us: _Optional[int] = ..., postprocess_us: _Optional[int] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("embeddings", "dim", "model", "version", "timing")

@@ -1,0 +1,263 @@
+"""Every metric the service exports, in one place, and the hooks that record them.
+
+One prefix, ``embed_``; seconds for durations, ``_total`` for counters; labels of bounded
+cardinality only (model, operation, method, code, tier): never a text, a client or a request
+id. The dashboard (``deploy/grafana``), the rules (``deploy/prometheus``) and the autoscaler
+depend on these names. Each ``Metrics`` holds its own registry, so several servers in one
+process (tests, the benchmark) never mix their series.
+
+Events are recorded where they happen: batch shapes, queue drops and executions through the
+batchers' ``BatchObserver`` hooks (``BatcherMetrics``); each request's stages from the same
+``Timing`` its response carries (``observe_request``); cache lookups through the cache's
+``CacheObserver`` hooks; request counts, latency and in-flight requests in the gRPC server
+interceptor (``service.transport.interceptors``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from service.domain import Timing
+
+log = logging.getLogger(__name__)
+
+# Geometric: 50 µs, 100 µs, ... ~52 s (21 buckets); sizes in powers of two.
+DURATION_BUCKETS = tuple(50e-6 * 2**step for step in range(21))
+BATCH_SIZE_BUCKETS = tuple(float(2**step) for step in range(13))  # 1 ... 4096
+BATCH_TOKEN_BUCKETS = tuple(float(2**step) for step in range(3, 18))  # 8 ... 131072
+EFFICIENCY_BUCKETS = tuple(step / 10 for step in range(1, 11))  # 0.1 ... 1.0
+
+UNKNOWN_MODEL = "unknown"
+NO_MODEL = "none"
+
+
+class Metrics:
+    """The service's metrics in a registry of their own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "embed_requests_total",
+            "Requests by method, model and gRPC status code",
+            ["method", "model", "code"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "embed_request_duration_seconds",
+            "Time from receipt to response, as the server sees it",
+            ["method", "model"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        stage = ["model", "operation"]
+        self.queue_duration = Histogram(
+            "embed_queue_duration_seconds",
+            "Per request: the longest wait of its texts for a batch (0 when all were cached)",
+            stage,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.tokenization_duration = Histogram(
+            "embed_tokenization_duration_seconds",
+            "Per request: tokenization and input checks of its texts",
+            stage,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.inference_duration = Histogram(
+            "embed_inference_duration_seconds",
+            "Per request: the model time of the batches that carried its texts",
+            stage,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.postprocess_duration = Histogram(
+            "embed_postprocess_duration_seconds",
+            "Per request: pooling, normalisation and top-k of its texts",
+            stage,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "embed_batch_size",
+            "Texts per batch",
+            stage,
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.batch_tokens = Histogram(
+            "embed_batch_tokens",
+            "Padded tokens per batch (batch size x longest text)",
+            stage,
+            buckets=BATCH_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.batch_padding_efficiency = Histogram(
+            "embed_batch_padding_efficiency",
+            "Real tokens over padded tokens per batch",
+            stage,
+            buckets=EFFICIENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_execution = Histogram(
+            "embed_batch_execution_seconds",
+            "Model time per batch",
+            stage,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.texts = Counter(
+            "embed_texts_total",
+            "Texts answered, by where the result came from (computed or cached)",
+            ["model", "operation", "source"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "embed_queue_depth", "Texts waiting for a batch", stage, registry=r
+        )
+        self.inflight = Gauge(
+            "embed_inflight_requests", "Requests being handled", ["method"], registry=r
+        )
+        self.dropped = Counter(
+            "embed_dropped_items_total",
+            "Queued texts that never ran (deadline, cancelled, failed, shutdown)",
+            ["model", "operation", "reason"],
+            registry=r,
+        )
+        self.cache_lookups = Counter(
+            "embed_cache_lookups_total",
+            "Texts looked up per cache tier: hit, miss or error (the tier could not answer)",
+            ["tier", "result"],
+            registry=r,
+        )
+        self.cache_duration = Histogram(
+            "embed_cache_duration_seconds",
+            "Time of one batched cache call per tier (op get or set)",
+            ["tier", "op"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.cache_writes_dropped = Counter(
+            "embed_cache_writes_dropped_total",
+            "Texts not written to Redis because too many writes were pending",
+            registry=r,
+        )
+        self.model_ready = Gauge(
+            "embed_model_ready",
+            "1 while the model version serves",
+            ["model", "version"],
+            registry=r,
+        )
+        self.model_load = Gauge(
+            "embed_model_load_seconds",
+            "Seconds the model version took to load, check and warm up",
+            ["model", "version"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "embed_build_info",
+            "The service's version and the ONNX Runtime providers in use",
+            ["version", "providers"],
+            registry=r,
+        )
+        self._http: tuple[WSGIServer, threading.Thread] | None = None
+
+    # -- batches ----------------------------------------------------------------------------
+    def batcher(self, name: str) -> BatcherMetrics:
+        """The observer of the batcher ``name`` ("bert/1 embed")."""
+        label, operation = name.rsplit(" ", 1)
+        return BatcherMetrics(self, label.rsplit("/", 1)[0], operation)
+
+    def watch_queue(self, model: str, operation: str, depth: Callable[[], int]) -> None:
+        self.queue_depth.labels(model, operation).set_function(depth)
+
+    # -- requests ---------------------------------------------------------------------------
+    def observe_request(
+        self, model: str, operation: str, timing: Timing, computed: int, cached: int
+    ) -> None:
+        """A request's stages, from the same ``Timing`` its response carries."""
+        self.queue_duration.labels(model, operation).observe(timing.queue_s)
+        self.tokenization_duration.labels(model, operation).observe(timing.tokenization_s)
+        self.inference_duration.labels(model, operation).observe(timing.inference_s)
+        self.postprocess_duration.labels(model, operation).observe(timing.postprocess_s)
+        if computed:
+            self.texts.labels(model, operation, "computed").inc(computed)
+        if cached:
+            self.texts.labels(model, operation, "cached").inc(cached)
+
+    # -- cache ------------------------------------------------------------------------------
+    def on_lookup(self, tier: str, hits: int, misses: int, errors: int, seconds: float) -> None:
+        for result, count in (("hit", hits), ("miss", misses), ("error", errors)):
+            if count:
+                self.cache_lookups.labels(tier, result).inc(count)
+        self.cache_duration.labels(tier, "get").observe(seconds)
+
+    def on_write(self, tier: str, count: int, seconds: float) -> None:
+        self.cache_duration.labels(tier, "set").observe(seconds)
+
+    def on_write_dropped(self, count: int) -> None:
+        self.cache_writes_dropped.inc(count)
+
+    # -- models and build -------------------------------------------------------------------
+    def model_loaded(self, model: str, version: int, seconds: float) -> None:
+        self.model_load.labels(model, str(version)).set(seconds)
+        self.model_ready.labels(model, str(version)).set(1)
+
+    def model_stopped(self, model: str, version: int) -> None:
+        self.model_ready.labels(model, str(version)).set(0)
+
+    def built(self, providers: Sequence[str]) -> None:
+        try:
+            version = metadata.version("embedding-service")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        self.build_info.labels(version, ",".join(sorted(set(providers)))).set(1)
+
+    # -- exposition -------------------------------------------------------------------------
+    def serve(self, host: str, port: int) -> int:
+        """Serve ``/metrics`` over HTTP on its own thread; returns the bound port (``port`` 0
+        picks a free one)."""
+        server, thread = start_http_server(port, host, registry=self.registry)
+        self._http = (server, thread)
+        return int(server.server_port)
+
+    def close(self) -> None:
+        if self._http is not None:
+            server, thread = self._http
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+            self._http = None
+
+
+class BatcherMetrics:
+    """One batcher's ``BatchObserver``: its label children are resolved once."""
+
+    def __init__(self, metrics: Metrics, model: str, operation: str) -> None:
+        labels = (model, operation)
+        self._size = metrics.batch_size.labels(*labels)
+        self._tokens = metrics.batch_tokens.labels(*labels)
+        self._efficiency = metrics.batch_padding_efficiency.labels(*labels)
+        self._execution = metrics.batch_execution.labels(*labels)
+        self._dropped = metrics.dropped
+        self._labels = labels
+
+    def on_batch(
+        self, batch_size: int, padded_tokens: int, real_tokens: int, queue_wait_s: Sequence[float]
+    ) -> None:
+        self._size.observe(batch_size)
+        self._tokens.observe(padded_tokens)
+        self._efficiency.observe(real_tokens / padded_tokens if padded_tokens else 1.0)
+
+    def on_dropped(self, reason: str, count: int) -> None:
+        self._dropped.labels(*self._labels, reason).inc(count)
+
+    def on_executed(self, seconds: float) -> None:
+        self._execution.observe(seconds)

@@ -1,0 +1,227 @@
+"""The one gRPC server interceptor: request ids, request metrics and the access log.
+
+Every request gets an id: the client's ``x-request-id`` metadata, or a new one. It is echoed in
+the response's initial metadata and set in a context variable that ``RequestIdFilter`` adds to
+the server's log lines. Each request is counted by method, model and status code, timed, and
+(with ``--access-log``) written as one JSON line that never holds a text, a vector or a token.
+Messages that gRPC itself refuses before any handler runs (oversized, undecodable) never reach
+an interceptor, so they are not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from service.metrics import NO_MODEL, UNKNOWN_MODEL, Metrics
+
+REQUEST_ID_HEADER = "x-request-id"
+MAX_REQUEST_ID_CHARS = 128
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+access_log = logging.getLogger("service.access")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` (``-`` outside a request) to every record it sees."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
+
+
+def _incoming_id(context: Any) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and value:
+            return value[:MAX_REQUEST_ID_CHARS]
+    return uuid.uuid4().hex
+
+
+@dataclass
+class _Call:
+    """What one request did, filled in as it runs."""
+
+    method: str
+    started: float
+    model: str = NO_MODEL
+    version: str = ""
+    texts: int = 0
+    cached: int = 0
+    code: str = "OK"
+
+
+def _code_name(context: Any, default: str) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    return default
+
+
+def _cached_count(response: Any) -> int:
+    items = getattr(response, "embeddings", None) or getattr(response, "results", None) or ()
+    return sum(1 for item in items if getattr(item, "cached", False))
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """See the module docstring. ``served`` names the models that may appear as labels."""
+
+    def __init__(
+        self,
+        metrics: Metrics | None,
+        served: Callable[[], Collection[str]],
+        write_access_log: bool = False,
+    ) -> None:
+        self.metrics = metrics
+        self.served = served
+        self.write_access_log = write_access_log
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method = details.method.rsplit("/", 1)[-1]
+        common = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary), **common
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(method, handler.stream_stream), **common
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._unary_stream(method, handler.unary_stream), **common
+            )
+        return handler
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _model_label(self, request: Any) -> str:
+        name = getattr(request, "model", None)
+        if name is None:
+            return NO_MODEL
+        return name if name in self.served() else UNKNOWN_MODEL
+
+    def _note_request(self, call: _Call, request: Any) -> None:
+        call.model = self._model_label(request)
+        call.texts += len(getattr(request, "texts", ()))
+
+    def _note_response(self, call: _Call, response: Any) -> None:
+        call.version = getattr(response, "version", "") or call.version
+        call.cached += _cached_count(response)
+
+    async def _begin(self, method: str, context: Any) -> tuple[_Call, contextvars.Token[str]]:
+        token = request_id.set(_incoming_id(context))
+        await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id.get()),))
+        if self.metrics is not None:
+            self.metrics.inflight.labels(method).inc()
+        return _Call(method, time.perf_counter()), token
+
+    def _end(self, call: _Call, token: contextvars.Token[str]) -> None:
+        seconds = time.perf_counter() - call.started
+        if self.metrics is not None:
+            self.metrics.inflight.labels(call.method).dec()
+            self.metrics.requests.labels(call.method, call.model, call.code).inc()
+            self.metrics.request_duration.labels(call.method, call.model).observe(seconds)
+        if self.write_access_log:
+            access_log.info(
+                "%s",
+                json.dumps(
+                    {
+                        "method": call.method,
+                        "model": call.model,
+                        "version": call.version,
+                        "code": call.code,
+                        "duration_ms": round(seconds * 1000, 3),
+                        "texts": call.texts,
+                        "cached": call.cached,
+                        "request_id": request_id.get(),
+                    }
+                ),
+            )
+        request_id.reset(token)
+
+    # -- handler wrappers ---------------------------------------------------------------------
+    def _unary(self, method: str, inner: Callable[..., Any]) -> Callable[..., Any]:
+        async def behavior(request: Any, context: Any) -> Any:
+            call, token = await self._begin(method, context)
+            self._note_request(call, request)
+            try:
+                response = await inner(request, context)
+                call.code = _code_name(context, "OK")
+                self._note_response(call, response)
+                return response
+            except BaseException as error:
+                call.code = _failure_code(context, error)
+                raise
+            finally:
+                self._end(call, token)
+
+        return behavior
+
+    def _stream(self, method: str, inner: Callable[..., Any]) -> Callable[..., Any]:
+        async def behavior(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+            call, token = await self._begin(method, context)
+
+            async def noted() -> AsyncIterator[Any]:
+                async for request in requests:
+                    self._note_request(call, request)
+                    yield request
+
+            try:
+                async for response in _responses(inner(noted(), context)):
+                    self._note_response(call, response)
+                    yield response
+                call.code = _code_name(context, "OK")
+            except BaseException as error:
+                call.code = _failure_code(context, error)
+                raise
+            finally:
+                self._end(call, token)
+
+        return behavior
+
+    def _unary_stream(self, method: str, inner: Callable[..., Any]) -> Callable[..., Any]:
+        async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
+            call, token = await self._begin(method, context)
+            self._note_request(call, request)
+            try:
+                async for response in _responses(inner(request, context)):
+                    self._note_response(call, response)
+                    yield response
+                call.code = _code_name(context, "OK")
+            except BaseException as error:
+                call.code = _failure_code(context, error)
+                raise
+            finally:
+                self._end(call, token)
+
+        return behavior
+
+
+async def _responses(result: Any) -> AsyncIterator[Any]:
+    """A streaming handler's responses, whether it yields them or writes them itself."""
+    if hasattr(result, "__aiter__"):
+        async for response in result:
+            yield response
+    else:
+        await result
+
+
+def _failure_code(context: Any, error: BaseException) -> str:
+    """The status a failed handler leaves with: what it aborted with, or CANCELLED when the
+    client went away (or its deadline passed)."""
+    if isinstance(error, asyncio.CancelledError):
+        return "CANCELLED"
+    return _code_name(context, "UNKNOWN")
