@@ -22,9 +22,11 @@ serve: defaults
 defaults: $(STAMP)
 	$(PY) -m export defaults
 
-## What the tests and the bench start besides Python: real redis-server processes (Debian's package).
+## What the tests and the bench start besides Python: real redis-server processes, and promtool
+## to check and unit-test deploy/prometheus (Debian's redis-server and prometheus packages).
 test-tools:
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
 
 ## Lint, type-check and run the whole test suite (what CI runs).
 test: $(STAMP) test-tools

@@ -11,6 +11,7 @@ an interceptor, so they are not counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
@@ -150,7 +151,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     }
                 ),
             )
-        request_id.reset(token)
+        with contextlib.suppress(ValueError):  # a stream closed from another context
+            request_id.reset(token)
 
     # -- handler wrappers ---------------------------------------------------------------------
     def _unary(self, method: str, inner: Callable[..., Any]) -> Callable[..., Any]:
@@ -179,16 +181,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     self._note_request(call, request)
                     yield request
 
-            try:
-                async for response in _responses(inner(noted(), context)):
-                    self._note_response(call, response)
-                    yield response
-                call.code = _code_name(context, "OK")
-            except BaseException as error:
-                call.code = _failure_code(context, error)
-                raise
-            finally:
-                self._end(call, token)
+            async for response in self._relay(call, token, inner(noted(), context), context):
+                yield response
 
         return behavior
 
@@ -196,18 +190,25 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
             call, token = await self._begin(method, context)
             self._note_request(call, request)
-            try:
-                async for response in _responses(inner(request, context)):
-                    self._note_response(call, response)
-                    yield response
-                call.code = _code_name(context, "OK")
-            except BaseException as error:
-                call.code = _failure_code(context, error)
-                raise
-            finally:
-                self._end(call, token)
+            async for response in self._relay(call, token, inner(request, context), context):
+                yield response
 
         return behavior
+
+    async def _relay(
+        self, call: _Call, token: contextvars.Token[str], result: Any, context: Any
+    ) -> AsyncIterator[Any]:
+        """A streaming handler's responses, noted, then the call's end recorded."""
+        try:
+            async for response in _responses(result):
+                self._note_response(call, response)
+                yield response
+            call.code = _code_name(context, "OK")
+        except BaseException as error:
+            call.code = _failure_code(context, error)
+            raise
+        finally:
+            self._end(call, token)
 
 
 async def _responses(result: Any) -> AsyncIterator[Any]:
