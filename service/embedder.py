@@ -261,6 +261,7 @@ class Embedder:
         cached_as: tuple[KeyScope, Codec[ResultT]] | None,
         policy: CachePolicy,
         started: float,
+        deadline: float | None,
     ) -> tuple[list[ResultT], Timing]:
         """The one lane of every operation on texts: the cache (when it applies), then
         ``compute`` for what it lacks; timed and recorded."""
@@ -268,7 +269,7 @@ class Embedder:
             results, timing = await compute(list(range(len(texts))))
         else:
             scope, codec = cached_as
-            results, timing = await self.cache.serve(texts, scope, codec, policy, compute)
+            results, timing = await self.cache.serve(texts, scope, codec, policy, compute, deadline)
         timing.total_s = time.perf_counter() - started
         if self.metrics is not None:
             cached = sum(1 for result in results if getattr(result, "cached", False))
@@ -297,7 +298,7 @@ class Embedder:
         if served.direct is not None:  # static lookups cost less than a cache read
             lookup = self._direct(served.direct, texts, options)
             results, timing = await self._run(
-                served, "embed", texts, lookup, None, query.cache_policy, started
+                served, "embed", texts, lookup, None, query.cache_policy, started, deadline
             )
         elif served.embed_batcher is None:  # every runtime that is not direct has one
             raise InvalidArgument(f"{served.spec.name} serves no embeddings")
@@ -318,6 +319,7 @@ class Embedder:
                 (scope, EMBEDDING_CODEC),
                 query.cache_policy,
                 started,
+                deadline,
             )
         return EmbedOutcome(results, runtime.dim, served.spec.name, served.spec.version, timing)
 
@@ -368,6 +370,7 @@ class Embedder:
             (scope, FILL_MASK_CODEC),
             query.cache_policy,
             started,
+            deadline,
         )
         return FillMaskOutcome(results, served.spec.name, served.spec.version, timing)
 

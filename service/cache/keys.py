@@ -7,9 +7,10 @@
 - ``<model>:<version>``: the served model name and version number.
 - ``<operation>``: ``embed`` or ``fill_mask``.
 - ``<fingerprint>``: 16 hex digits of a SHA-256 over the checksums (``spec.json``'s
-  ``file_checksums``) of the graph that computes the result and of the tokenizer files. An int8
-  or fp16 graph of the same weights, or a re-export, gets other keys, so it never serves vectors
-  of another graph.
+  ``file_checksums``) of the graph that computes the result and of the tokenizer files, and
+  over the rest of ``spec.json`` (``spec_digest``). An int8 or fp16 graph of the same weights,
+  or a re-export, gets other keys, so it never serves vectors of another graph. A change to how
+  the server computes results from the same graph bumps ``KEY_FORMAT``.
 - ``<options>``: 16 hex digits of a SHA-256 over every option that changes the result (pooling,
   layers, layer weights, normalize, truncate, skip_unknown; top_k for fill-mask).
 - ``<text>``: the SHA-256 of the exact text (UTF-8), all 64 hex digits.
@@ -93,6 +94,17 @@ def match_pattern(model: str | None = None) -> str:
     return f"{PREFIX}{model.translate(_GLOB_SPECIAL)}:*"
 
 
+def spec_digest(spec: ModelSpec) -> str:
+    """A digest of every field of ``spec.json`` besides the file checksums (maximum length,
+    special tokens, ``extra`` such as ELMo's scalar-mix gamma): settings that change results."""
+    fields = spec.model_dump(mode="json", exclude={"file_checksums"})
+    return _digest(json.dumps(fields, sort_keys=True, separators=(",", ":")))
+
+
 def graph_fingerprint(spec: ModelSpec, graph_role: str) -> str:
-    """The fingerprint of the graph ``graph_role`` of ``spec`` and of its tokenizer files."""
-    return fingerprint(spec.file_checksums, [spec.graph(graph_role).file, *spec.tokenizer_files])
+    """The fingerprint of the graph ``graph_role`` of ``spec``, of its tokenizer files and of
+    the rest of its ``spec.json``."""
+    files = [spec.graph(graph_role).file, *spec.tokenizer_files]
+    return fingerprint(
+        {**spec.file_checksums, "spec.json": spec_digest(spec)}, [*files, "spec.json"]
+    )

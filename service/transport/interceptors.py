@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +124,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def _begin(self, method: str, context: Any) -> tuple[_Call, contextvars.Token[str]]:
         token = request_id.set(_incoming_id(context))
-        await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id.get()),))
+        with contextlib.suppress(Exception):  # a client gone already: the call fails later
+            await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id.get()),))
         if self.metrics is not None:
             self.metrics.inflight.labels(method).inc()
         return _Call(method, time.perf_counter()), token
@@ -181,8 +182,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     self._note_request(call, request)
                     yield request
 
-            async for response in self._relay(call, token, inner(noted(), context), context):
-                yield response
+            relay = self._relay(call, token, inner(noted(), context), context)
+            async with contextlib.aclosing(relay) as responses:
+                async for response in responses:
+                    yield response
 
         return behavior
 
@@ -190,14 +193,16 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
             call, token = await self._begin(method, context)
             self._note_request(call, request)
-            async for response in self._relay(call, token, inner(request, context), context):
-                yield response
+            relay = self._relay(call, token, inner(request, context), context)
+            async with contextlib.aclosing(relay) as responses:
+                async for response in responses:
+                    yield response
 
         return behavior
 
     async def _relay(
         self, call: _Call, token: contextvars.Token[str], result: Any, context: Any
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """A streaming handler's responses, noted, then the call's end recorded."""
         try:
             async for response in _responses(result):
@@ -222,7 +227,8 @@ async def _responses(result: Any) -> AsyncIterator[Any]:
 
 def _failure_code(context: Any, error: BaseException) -> str:
     """The status a failed handler leaves with: what it aborted with, or CANCELLED when the
-    client went away (or its deadline passed)."""
-    if isinstance(error, asyncio.CancelledError):
+    client went away (gRPC also cancels the handler when the client's deadline passes; the
+    client then sees DEADLINE_EXCEEDED)."""
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):  # the stream was abandoned
         return "CANCELLED"
     return _code_name(context, "UNKNOWN")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from service.cache.keys import KeyScope
 from service.cache.memory import MemoryCache
 from service.cache.texts import EMBEDDING_CODEC, TextCache
 from service.domain import CachePolicy, EmbeddingResult, Timing
+from service.errors import DeadlineExceeded
 
 SCOPE = KeyScope("bert", 1, "embed", "f" * 16, "0" * 16)
 
@@ -123,3 +126,42 @@ async def test_corrupt_values_are_recomputed_and_overwritten() -> None:
     assert not result.cached and cache.counters.corrupt == 1
     (stored,) = await memory.get_many([key])
     assert stored is not None and EMBEDDING_CODEC.decode(stored).tokens == ("c",)
+
+
+async def test_a_follower_waits_no_longer_than_its_deadline() -> None:
+    cache, model = memory_cache(), Model(delay_s=0.5)
+    leader = asyncio.create_task(serve(cache, model, ["slow"]))
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        await cache.serve(
+            ["slow"],
+            SCOPE,
+            EMBEDDING_CODEC,
+            CachePolicy.USE,
+            model.compute_for(["slow"]),
+            deadline=time.monotonic() + 0.05,
+        )
+    assert time.monotonic() - started < 0.3
+    assert (await leader)[0].tokens == ("slow",)  # the leader is not disturbed
+
+
+async def test_a_flight_covers_the_tier_read() -> None:
+    """A request that arrives while the first one still reads the (slow) shared tier waits
+    for it instead of computing the same text again."""
+
+    class SlowTier(MemoryCache):
+        name = "redis"
+
+        async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+            await asyncio.sleep(0.05)
+            return await super().get_many(keys)
+
+    cache, model = TextCache(None, SlowTier(1 << 20), ttl_s=60), Model()
+    first = asyncio.create_task(serve(cache, model, ["read first"]))
+    await asyncio.sleep(0.01)
+    second = await serve(cache, model, ["read first"])
+    await first
+    assert model.computed == ["read first"]
+    assert second[0].tokens == ("read", "first")
+    await cache.drain(1)
