@@ -1,5 +1,4 @@
-"""Builds the configured cache tiers (the only module of the package that names Redis's client
-besides the tier itself)."""
+"""Builds the configured cache tiers from the server's settings."""
 
 from __future__ import annotations
 
