@@ -274,7 +274,12 @@ class Embedder:
         if self.metrics is not None:
             cached = sum(1 for result in results if getattr(result, "cached", False))
             self.metrics.observe_request(
-                served.spec.name, operation, timing, len(results) - cached, cached
+                served.spec.name,
+                operation,
+                timing,
+                len(results) - cached,
+                cached,
+                batched=served.direct is None,
             )
         return results, timing
 

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from importlib import metadata
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -168,6 +169,17 @@ class Metrics:
             registry=r,
         )
         self._http: tuple[WSGIServer, threading.Thread] | None = None
+        # Labelled children by (metric, labels): ``labels()`` takes a lock and builds a key on
+        # every call, which shows in the cost of the cheapest requests. Labels are bounded, so
+        # this is too.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     # -- batches ----------------------------------------------------------------------------
     def batcher(self, name: str) -> BatcherMetrics:
@@ -180,27 +192,45 @@ class Metrics:
 
     # -- requests ---------------------------------------------------------------------------
     def observe_request(
-        self, model: str, operation: str, timing: Timing, computed: int, cached: int
+        self,
+        model: str,
+        operation: str,
+        timing: Timing,
+        computed: int,
+        cached: int,
+        batched: bool = True,
     ) -> None:
-        """A request's stages, from the same ``Timing`` its response carries."""
-        self.queue_duration.labels(model, operation).observe(timing.queue_s)
-        self.tokenization_duration.labels(model, operation).observe(timing.tokenization_s)
-        self.inference_duration.labels(model, operation).observe(timing.inference_s)
-        self.postprocess_duration.labels(model, operation).observe(timing.postprocess_s)
+        """A request's stages, from the same ``Timing`` its response carries. A static
+        (``batched=False``) lookup has no queue, tokenizer or pooling stage of its own: only
+        its inference time is recorded."""
+        child = self._child
+        if batched:
+            child(self.queue_duration, model, operation).observe(timing.queue_s)
+            child(self.tokenization_duration, model, operation).observe(timing.tokenization_s)
+            child(self.postprocess_duration, model, operation).observe(timing.postprocess_s)
+        child(self.inference_duration, model, operation).observe(timing.inference_s)
         if computed:
-            self.texts.labels(model, operation, "computed").inc(computed)
+            child(self.texts, model, operation, "computed").inc(computed)
         if cached:
-            self.texts.labels(model, operation, "cached").inc(cached)
+            child(self.texts, model, operation, "cached").inc(cached)
+
+    def request_started(self, method: str) -> None:
+        self._child(self.inflight, method).inc()
+
+    def request_finished(self, method: str, model: str, code: str, seconds: float) -> None:
+        self._child(self.inflight, method).dec()
+        self._child(self.requests, method, model, code).inc()
+        self._child(self.request_duration, method, model).observe(seconds)
 
     # -- cache ------------------------------------------------------------------------------
     def on_lookup(self, tier: str, hits: int, misses: int, errors: int, seconds: float) -> None:
         for result, count in (("hit", hits), ("miss", misses), ("error", errors)):
             if count:
-                self.cache_lookups.labels(tier, result).inc(count)
-        self.cache_duration.labels(tier, "get").observe(seconds)
+                self._child(self.cache_lookups, tier, result).inc(count)
+        self._child(self.cache_duration, tier, "get").observe(seconds)
 
     def on_write(self, tier: str, count: int, seconds: float) -> None:
-        self.cache_duration.labels(tier, "set").observe(seconds)
+        self._child(self.cache_duration, tier, "set").observe(seconds)
 
     def on_write_dropped(self, count: int) -> None:
         self.cache_writes_dropped.inc(count)

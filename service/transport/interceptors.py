@@ -127,15 +127,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         with contextlib.suppress(Exception):  # a client gone already: the call fails later
             await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id.get()),))
         if self.metrics is not None:
-            self.metrics.inflight.labels(method).inc()
+            self.metrics.request_started(method)
         return _Call(method, time.perf_counter()), token
 
     def _end(self, call: _Call, token: contextvars.Token[str]) -> None:
         seconds = time.perf_counter() - call.started
         if self.metrics is not None:
-            self.metrics.inflight.labels(call.method).dec()
-            self.metrics.requests.labels(call.method, call.model, call.code).inc()
-            self.metrics.request_duration.labels(call.method, call.model).observe(seconds)
+            self.metrics.request_finished(call.method, call.model, call.code, seconds)
         if self.write_access_log:
             access_log.info(
                 "%s",
