@@ -1,5 +1,5 @@
 """``python -m bench`` (or ``make bench``): served vs raw throughput, dynamic batching vs batch-1,
-and the result cache's Redis hits vs misses.
+the result cache's Redis hits vs misses, and the server CPU that metrics cost.
 
 For each model it serves the repository in this process, drives it over gRPC from a separate
 load process (N concurrent clients, one held-out sentence per call), records the batch shapes
@@ -12,7 +12,9 @@ Everything is measured in one run, side by side:
 
 These "serving" runs have the result cache off. The "cache" section (``bench.cache``) serves the
 bert-base-shaped model from a private redis-server and compares Redis hits with misses:
-throughput at the same load, and hit latency with 1 and with N clients.
+throughput at the same load, and hit latency with 1 and with N clients. The "metrics" section
+(``bench.metrics``) compares server CPU per word2vec request with metrics on and off, over
+interleaved windows against two servers kept up side by side.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.load import run_load
+from bench.metrics import CLIENTS as METRICS_CLIENTS
+from bench.metrics import MODEL as METRICS_MODEL
+from bench.metrics import bench_metrics, report_metrics
 from bench.raw import Shape, encoder_session, replay
 from modelrepo import ModelRepository, load_checked
 from service.background import background_server
@@ -164,7 +169,7 @@ def write_texts(path: Path, seed: int) -> Path:
     return path
 
 
-SECTIONS = ("serving", "cache")
+SECTIONS = ("serving", "cache", "metrics")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -178,7 +183,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="+",
         choices=SECTIONS,
         default=list(SECTIONS),
-        help="what to measure (default: both)",
+        help="what to measure (default: all)",
     )
     parser.add_argument(
         "--models-dir", type=Path, default=Path("models"), help="repository with the default models"
@@ -204,6 +209,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cache-texts", type=int, default=2000, help="texts primed into Redis for the hit path"
     )
     parser.add_argument(
+        "--metrics-seconds",
+        type=float,
+        default=1.5,
+        help="measured seconds per window of the metrics section",
+    )
+    parser.add_argument(
+        "--metrics-repeats",
+        type=int,
+        default=10,
+        help="blocks of four windows (on off off on) of the metrics section",
+    )
+    parser.add_argument(
+        "--metrics-clients",
+        type=int,
+        default=METRICS_CLIENTS,
+        help="concurrent clients of the metrics section",
+    )
+    parser.add_argument(
+        "--metrics-control",
+        action="store_true",
+        help="A/A check of the metrics section: both of its servers with metrics off",
+    )
+    parser.add_argument(
         "--json", type=Path, help="also write the results here, one key per section"
     )
     return parser.parse_args(argv)
@@ -217,7 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     from bench.redis_server import RedisUnavailable
 
     serving, cache = "serving" in args.sections, "cache" in args.sections
-    wanted = [*(args.models if serving else []), *([CACHE_MODEL] if cache else [])]
+    metrics = "metrics" in args.sections
+    wanted = [
+        *(args.models if serving else []),
+        *([CACHE_MODEL] if cache else []),
+        *([METRICS_MODEL] if metrics else []),
+    ]
     names = list(dict.fromkeys(wanted))
     locations = ensure_models(names, args.models_dir, args.bench_models_dir)
     texts = write_texts(Path("build/bench/texts.txt"), seed=13)
@@ -242,9 +275,20 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]cache section: {error}[/red]")
             return 1
         report_cache(results["cache"])
+    if metrics:
+        results["metrics"] = bench_metrics(
+            locations[METRICS_MODEL],
+            texts,
+            args.metrics_clients,
+            args.metrics_seconds,
+            args.metrics_repeats,
+            args.metrics_control,
+        )
+        report_metrics(results["metrics"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return 0 if results.get("cache", {}).get("valid", True) else 1
+    sections_valid = (results.get(name, {}).get("valid", True) for name in ("cache", "metrics"))
+    return 0 if all(sections_valid) else 1
 
 
 if __name__ == "__main__":
