@@ -59,6 +59,19 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def settled(
+    server: BackgroundServer, name: str, expected: float, **labels: str
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A scrape once ``name{labels}`` reaches ``expected`` (within 5 s): a failed call is
+    counted just after its status has gone to the client."""
+    deadline = time.monotonic() + 5
+    while True:
+        samples = scrape(server)
+        if value(samples, name, **labels) >= expected or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.02)
+
+
 def test_requests_and_stages_are_counted_exactly(served: BackgroundServer) -> None:
     before = scrape(served)
     with EmbeddingClient(served.target, retries=0) as client:
@@ -68,7 +81,15 @@ def test_requests_and_stages_are_counted_exactly(served: BackgroundServer) -> No
             with pytest.raises(grpc.RpcError) as raised:
                 client.embed(["a text"], "no-such-model")
             assert raised.value.code() == grpc.StatusCode.NOT_FOUND
-    after = scrape(served)
+    after = settled(
+        served,
+        "embed_requests_total",
+        4
+        + value(before, "embed_requests_total", method="Embed", model="unknown", code="NOT_FOUND"),
+        method="Embed",
+        model="unknown",
+        code="NOT_FOUND",
+    )
 
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
