@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 
+import grpc
 from grpc_health.v1 import health, health_pb2
 
 from service.batching import BatchingConfig, BatchObserver, TeeObserver
@@ -18,7 +19,7 @@ from service.embedder import Embedder, ObserverFactory, RequestLimits
 from service.metrics import Metrics
 from service.runtime.loader import load_repository
 from service.runtime.session import SessionOptions
-from service.transport.server import SERVICE_NAME, create_server
+from service.transport.server import SERVICE_NAME, create_health_server, create_server
 from service.transport.servicer import EmbeddingServicer
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ class Application:
         self.servicer = EmbeddingServicer()
         self.health = health.aio.HealthServicer()
         self.server, self.port = create_server(settings, self.servicer, self.health, self.metrics)
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port: int | None = None
+        if (health_only := create_health_server(settings, self.health)) is not None:
+            self.health_server, self.health_port = health_only
         self.embedder: Embedder | None = None
         self.cache: TextCache | None = None
 
@@ -90,6 +95,9 @@ class Application:
         """Accept calls: health answers NOT_SERVING and the API UNAVAILABLE until ``load``."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
+            log.info("health alone on %s:%d (plaintext)", self.settings.host, self.health_port)
         if self.metrics is not None:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
             log.info("metrics on http://%s:%d/metrics", self.settings.host, self.metrics_port)
@@ -149,6 +157,8 @@ class Application:
         grace = self.settings.grace_period_s
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:  # answered NOT_SERVING while the API drained
+            await self.health_server.stop(None)
         if self.embedder is not None:
             await self.embedder.stop(grace)
         if self.cache is not None:

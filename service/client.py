@@ -10,6 +10,12 @@
 
 Calls time out after ``timeout`` seconds and are retried by gRPC itself (with exponential
 backoff) when the server answers UNAVAILABLE, e.g. while it is still warming up.
+
+Replicas behind one name: a target ``dns:///embedding-service-headless:50051`` (a Kubernetes
+headless Service: one address per pod) or ``ipv4:10.0.0.1:50051,10.0.0.2:50051`` with the
+default ``round_robin`` balancing spreads calls over every address; ``pick_first`` sends them
+all over one connection. The server closes connections at a maximum age, so the name is
+resolved again and replicas added since are reached.
 """
 
 from __future__ import annotations
@@ -39,13 +45,24 @@ CACHE_POLICIES = {
     "bypass": pb.CACHE_POLICY_BYPASS,
     "refresh": pb.CACHE_POLICY_REFRESH,
 }
+LOAD_BALANCING = ("round_robin", "pick_first")
+# Keepalive pings, even between calls, find a dead server (a node gone without closing its
+# connections) in about 40 s; the server accepts pings this often (its CLIENT_PING_MIN_MS).
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
 
 
 def channel_options(
-    retries: int = 4, max_message_bytes: int = 64 * 1024 * 1024
+    retries: int = 4,
+    max_message_bytes: int = 64 * 1024 * 1024,
+    load_balancing: str = "round_robin",
 ) -> list[tuple[str, Any]]:
-    """Channel options with gRPC's retry policy for UNAVAILABLE and large messages."""
+    """Channel options: gRPC's retry policy for UNAVAILABLE, large messages, keepalive, and
+    the balancing policy over the addresses the target resolves to (``LOAD_BALANCING``)."""
+    if load_balancing not in LOAD_BALANCING:
+        raise ValueError(f"load_balancing must be one of {LOAD_BALANCING}, got {load_balancing!r}")
     service_config = {
+        "loadBalancingConfig": [{load_balancing: {}}],
         "methodConfig": [
             {
                 "name": [{"service": "embedding.v1.EmbeddingService"}],
@@ -57,13 +74,16 @@ def channel_options(
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
     return [
         ("grpc.enable_retries", 1),
         ("grpc.service_config", json.dumps(service_config)),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
     ]
 
 
@@ -140,10 +160,15 @@ class EmbeddingClient:
     """Blocking client. Use as a context manager or call ``close()``."""
 
     def __init__(
-        self, target: str = "127.0.0.1:50051", timeout: float = 30.0, retries: int = 4
+        self,
+        target: str = "127.0.0.1:50051",
+        timeout: float = 30.0,
+        retries: int = 4,
+        load_balancing: str = "round_robin",
     ) -> None:
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target, options=channel_options(retries))
+        options = channel_options(retries, load_balancing=load_balancing)
+        self.channel = grpc.insecure_channel(target, options=options)
         self.stub = pb_grpc.EmbeddingServiceStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 
@@ -220,10 +245,15 @@ class AsyncEmbeddingClient:
     """asyncio client with the same methods as ``EmbeddingClient`` (awaitable)."""
 
     def __init__(
-        self, target: str = "127.0.0.1:50051", timeout: float = 30.0, retries: int = 4
+        self,
+        target: str = "127.0.0.1:50051",
+        timeout: float = 30.0,
+        retries: int = 4,
+        load_balancing: str = "round_robin",
     ) -> None:
         self.timeout = timeout
-        self.channel = grpc.aio.insecure_channel(target, options=channel_options(retries))
+        options = channel_options(retries, load_balancing=load_balancing)
+        self.channel = grpc.aio.insecure_channel(target, options=options)
         self.stub = pb_grpc.EmbeddingServiceStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 
@@ -295,7 +325,18 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--target", default="127.0.0.1:50051", help="server address")
+    parser.add_argument(
+        "--target",
+        default="127.0.0.1:50051",
+        help="server address: HOST:PORT, dns:///NAME:PORT (every address NAME resolves to) or "
+        "ipv4:A:PORT,B:PORT",
+    )
+    parser.add_argument(
+        "--load-balancing",
+        choices=LOAD_BALANCING,
+        default="round_robin",
+        help="spread calls over the target's addresses (round_robin) or use one (pick_first)",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     commands = parser.add_subparsers(dest="command", required=True)
     embed = commands.add_parser("embed", help="embed texts and print a summary of each vector")
@@ -328,12 +369,14 @@ def _parser() -> argparse.ArgumentParser:
     tokenize.add_argument("texts", nargs="+")
     tokenize.add_argument("--model", required=True)
     commands.add_parser("models", help="list the served models")
-    health = commands.add_parser("health", help="the server's health status")
+    health = commands.add_parser(
+        "health", help="the server's health status (exit status 0 only when SERVING)"
+    )
     health.add_argument("--service", default="")
     return parser
 
 
-def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
+def _run(args: argparse.Namespace, client: EmbeddingClient) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -353,7 +396,7 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
         )
         if args.json:
             print(json.dumps([vector.tolist() for vector in vectors(response)]))
-            return
+            return 0
         title = f"{response.model}/{response.version}, dim {response.dim}"
         table = Table(title=f"{title}, {response.timing.total_us} µs")
         for column in ("text", "tokens", "shape", "first values", "norm", "cached"):
@@ -419,18 +462,22 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> None:
             )
         console.print(table)
     elif args.command == "health":
-        console.print(client.health(args.service))
+        status = client.health(args.service)
+        console.print(status)
+        return 0 if status == "SERVING" else 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with EmbeddingClient(args.target, timeout=args.timeout) as client:
+    with EmbeddingClient(
+        args.target, timeout=args.timeout, load_balancing=args.load_balancing
+    ) as client:
         try:
-            _run(args, client)
+            return _run(args, client)
         except grpc.RpcError as error:
             print(f"{error.code().name}: {error.details()}", file=sys.stderr)
             return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
 
 
@@ -33,6 +33,30 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 inside a container)")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one)")
+    health_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="also serve grpc.health.v1 alone, in plaintext, on this port: for probes "
+        "that cannot speak TLS or send a token, such as kubelet's (0: off)",
+    )
+
+    # Connections: replicas behind one name (see docs/deploy.md).
+    max_connection_age_ms: int = Field(
+        300_000,
+        ge=0,
+        description="close each client connection after about this long (gRPC adds 10 % "
+        "jitter), so clients resolve the name again and reach replicas added since (0: never)",
+    )
+    max_connection_age_grace_ms: int = Field(
+        30_000, ge=0, description="how long calls in flight on a closing connection may finish"
+    )
+    keepalive_time_ms: int = Field(
+        60_000, ge=0, description="ping an idle client connection this often (0: never)"
+    )
+    keepalive_timeout_ms: int = Field(
+        20_000, ge=1, description="close a connection whose ping is not answered in this time"
+    )
 
     # Dynamic batching, per model.
     max_batch_size: int = Field(32, ge=1, description="texts per batch")
@@ -94,6 +118,13 @@ class Settings(BaseSettings):
         10.0, ge=0, description="on SIGTERM, how long in-flight requests may take to finish"
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+
+    @model_validator(mode="after")
+    def _health_port_is_its_own(self) -> Settings:
+        """The health listener needs a port of its own: the gRPC and metrics ports are taken."""
+        if self.health_port and self.health_port in (self.port, self.metrics_port):
+            raise ValueError(f"health-port {self.health_port} is the gRPC or the metrics port")
+        return self
 
 
 def load_settings(argv: list[str] | None = None) -> Settings:

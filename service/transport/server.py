@@ -1,4 +1,5 @@
-"""``create_server(settings, servicer, health) -> (server, port)``: bound, not yet serving."""
+"""``create_server(settings, servicer, health) -> (server, port)``: bound, not yet serving;
+``create_health_server`` for the plaintext health-only port."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from service.transport.servicer import EmbeddingServicer
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# The shortest interval between client pings accepted without calls in flight; more often
+# counts as a strike, and after two gRPC closes the connection (too_many_pings).
+CLIENT_PING_MIN_MS = 10_000
+NEVER_MS = 2**31 - 1  # gRPC's "infinite" for its millisecond options
 
 
 def create_server(
@@ -31,6 +36,7 @@ def create_server(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            *connection_options(settings),
         ],
     )
     pb_grpc.add_EmbeddingServiceServicer_to_server(servicer, server)
@@ -43,8 +49,50 @@ def create_server(
         ),
         server,
     )
-    address = f"{settings.host}:{settings.port}"
-    port = server.add_insecure_port(address)
-    if port == 0:
+    return server, _bind(server, settings.host, settings.port)
+
+
+def create_health_server(
+    settings: Settings, health_servicer: health.aio.HealthServicer
+) -> tuple[grpc.aio.Server, int] | None:
+    """``grpc.health.v1`` alone, in plaintext, on ``health_port`` (None when it is 0).
+
+    Kubelet's gRPC probes can neither speak TLS nor send a token: when the API port needs
+    either, the probes use this port. It shares the API's health servicer, so it reports the
+    same status through the whole lifecycle.
+    """
+    if not settings.health_port:
+        return None
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server, _bind(server, settings.host, settings.health_port)
+
+
+def connection_options(settings: Settings) -> list[tuple[str, int]]:
+    """Connection lifetime and keepalive.
+
+    A connection closed at its maximum age (GOAWAY, calls in flight finish within the grace)
+    makes clients resolve the service name again, so replicas added by a scale-up receive
+    calls; keepalive pings find dead peers. Client pings are accepted every
+    ``CLIENT_PING_MIN_MS`` even without calls (``service.client`` pings less often).
+    """
+    options = [
+        ("grpc.keepalive_time_ms", settings.keepalive_time_ms or NEVER_MS),
+        ("grpc.keepalive_timeout_ms", settings.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", CLIENT_PING_MIN_MS),
+    ]
+    if settings.max_connection_age_ms:
+        options += [
+            ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
+            ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace_ms),
+        ]
+    return options
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+    address = f"{host}:{port}"
+    bound = server.add_insecure_port(address)
+    if bound == 0:
         raise OSError(f"could not bind {address}; is the port in use?")
-    return server, port
+    return int(bound)
