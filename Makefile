@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install serve defaults test test-tools lint typecheck unit bench proto clean-models
+.PHONY: install serve defaults test test-tools lint typecheck unit bench loadtest proto clean-models lock k8s-sync
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,27 @@ unit: $(STAMP) test-tools
 
 bench: $(STAMP) test-tools
 	$(PY) -m bench $(ARGS)
+
+## Locust over gRPC against a server of its own on models/ (or ARGS="--target HOST:PORT"), with
+## a report in pictures and an SLO gate: build/loadtest/<timestamp>/summary.md (docs/loadtest.md).
+loadtest: $(STAMP)
+	$(PY) -m bench.loadtest $(ARGS)
+
+## The serving images' hashed locks, from pyproject.toml: core + `cpu`, core + `gpu`, and the
+## build backend, and the load-test image's from deploy/requirements-loadtest.in
+## (`make lock ARGS=--upgrade` moves every pin to the newest allowed).
+LOCK := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
+	--no-emit-index-url --no-emit-find-links --strip-extras $(ARGS)
+lock: $(STAMP)
+	$(LOCK) --extra cpu -o deploy/requirements-serve.txt pyproject.toml
+	$(LOCK) --extra gpu -o deploy/requirements-serve-gpu.txt pyproject.toml
+	$(LOCK) --only-build-deps --build-deps-for wheel --allow-unsafe \
+		-o deploy/requirements-build.txt pyproject.toml
+	$(LOCK) -o deploy/requirements-loadtest.txt deploy/requirements-loadtest.in
+
+## Copy or generate the files kustomize reads (k8s/monitoring/) from their sources in deploy/.
+k8s-sync: $(STAMP)
+	$(PY) k8s/sync.py
 
 ## Regenerate the gRPC stubs after editing proto/ (tests fail while they are stale).
 proto: $(STAMP)
