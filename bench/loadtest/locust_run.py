@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.loadtest.options import Options
 from bench.loadtest.processes import ChildGroup
+from bench.loadtest.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "deploy" / "loadtest" / "locustfile.py"
@@ -78,7 +79,11 @@ def command(options: Options, target: str, texts: Path, out: Path) -> list[str]:
             f"{math.ceil(options.run_time_s)}s",
         ]
     if options.processes > 1:
-        args += ["--processes", str(options.processes)]
+        # Master and workers talk over a port of their own on loopback, not Locust's fixed
+        # 5557 on every address, so two runs on one machine never collide.
+        port = str(free_port())
+        args += ["--processes", str(options.processes), "--master-bind-host", "127.0.0.1"]
+        args += ["--master-bind-port", port, "--master-port", port]
     if options.grpc_tls:
         args.append("--grpc-tls")
     if options.grpc_tls_ca:

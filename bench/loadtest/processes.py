@@ -9,6 +9,7 @@ waits a bounded time, then kills the group.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -36,6 +37,17 @@ def raise_on_termination() -> None:
         signal.signal(signum, handler)
 
 
+# prctl(2), resolved here so the child runs no import between fork and exec.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before ``exec``: Linux kills it if this process dies first (even by
+    SIGKILL, when no ``finally`` runs), so a killed run never leaves a server behind."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class ChildGroup:
     """``command`` with its output in ``log``, in a process group of its own."""
 
@@ -58,6 +70,7 @@ class ChildGroup:
             cwd=cwd,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - one C call, no Python locks
         )
 
     @property

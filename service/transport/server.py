@@ -63,7 +63,8 @@ def create_health_server(
     """
     if not settings.health_port:
         return None
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    # The API's keepalive rules too, so a client's idle pings are accepted here as well.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *connection_options(settings)])
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server, _bind(server, settings.host, settings.health_port)
 

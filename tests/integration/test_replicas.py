@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 import pytest
 
+from proto.embedding.v1 import embedding_pb2 as pb
 from service.client import EmbeddingClient, vectors
 from tests.integration.harness import running_server
 from tests.integration.server_process import ServerProcess
@@ -54,9 +55,14 @@ def test_round_robin_reaches_both_replicas_and_they_share_the_cache(
     replicas: tuple[ServerProcess, ServerProcess], redis_server: RedisServer
 ) -> None:
     a, b = replicas
-    calls = 20
+    first: list[pb.EmbedResponse] = []
+    # round_robin picks among the addresses connected so far: B may join a few calls late.
+    deadline = time.monotonic() + 20
     with EmbeddingClient(f"ipv4:{a.target},{b.target}", retries=0) as both:
-        first = [both.embed([f"text number {i} for the pair"], MODEL) for i in range(calls)]
+        while len(first) < 20 or not (embed_calls(a) and embed_calls(b)):
+            assert time.monotonic() < deadline, (embed_calls(a), embed_calls(b))
+            first.append(both.embed([f"text number {len(first)} for the pair"], MODEL))
+    calls = len(first)
     assert not any(r.embeddings[0].cached for r in first)
     on_a, on_b = embed_calls(a), embed_calls(b)
     assert on_a > 0 and on_b > 0, (on_a, on_b)  # each replica's own count
@@ -96,7 +102,9 @@ def test_connections_are_closed_at_their_maximum_age(
         running_server(
             imported["models"], max_connection_age_ms=age_ms, max_connection_age_grace_ms=200
         ) as server,
-        EmbeddingClient(server.target, retries=0) as client,
+        # pick_first goes IDLE on GOAWAY and reconnects on the next call, one READY each time
+        # (round_robin reconnects at once, too fast for the sampled connectivity states).
+        EmbeddingClient(server.target, retries=0, load_balancing="pick_first") as client,
     ):
         states: list[str] = []
 
