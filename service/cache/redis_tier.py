@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
+from redis.exceptions import OutOfMemoryError
 from redis.retry import Retry
 
 from service.cache.breaker import BreakerConfig, CircuitBreaker
@@ -38,6 +39,8 @@ class RedisCounters:
     """Calls not made because the circuit was open."""
     opened: int = 0
     """Times the circuit opened."""
+    full: int = 0
+    """Writes refused because Redis was out of memory (counted in ``write_faults`` too)."""
 
 
 def connect(url: str, cluster: bool, timeout_s: float) -> Redis | RedisCluster:
@@ -101,6 +104,19 @@ class RedisCache:
                 self.breaker.config.open_s,
             )
 
+    def _full(self, error: OutOfMemoryError) -> None:
+        """Redis refused a write for lack of memory (a ``noeviction`` policy): counted, logged
+        once; reads go on."""
+        self.counters.write_faults += 1
+        self.counters.full += 1
+        if self.counters.full == 1:
+            log.warning(
+                "Redis cache at %s is full and refuses writes (%s); results are not shared "
+                "until it has room: set maxmemory-policy allkeys-lru",
+                self.where,
+                error,
+            )
+
     def _recovered(self) -> None:
         if self.breaker.succeeded():
             log.info("Redis cache at %s answers again; caching resumed", self.where)
@@ -143,6 +159,8 @@ class RedisCache:
         except asyncio.CancelledError:
             self.breaker.abandoned()
             raise
+        except OutOfMemoryError as error:
+            self._full(error)  # Redis answers: reads still work, so the circuit stays closed
         except Exception as error:  # noqa: BLE001 - a cache fault must never fail a request
             self._fault("write", error)
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,16 @@ async def test_cluster_spreads_keys_and_reads_them_back(
         per_node = [node.redis_connection.dbsize() for node in direct.get_primaries()]
     assert len(per_node) == 3 and all(count > 0 for count in per_node), per_node
     await cache.close()
+
+
+async def test_a_full_redis_loses_writes_and_nothing_else(tmp_path: Path) -> None:
+    with RedisServer(tmp_path, ["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]) as full:
+        cache = tier(full.url)
+        await cache.set_many([("emb:v1:small", b"kept")], ttl_s=60)
+        big = [(f"emb:v1:big:{i}", bytes(200_000)) for i in range(40)]  # 8 MB > 2 MB
+        for start in range(0, len(big), 5):
+            await cache.set_many(big[start : start + 5], ttl_s=60)  # never raises
+        assert cache.counters.full >= 1  # OOM command not allowed
+        assert not cache.breaker.is_open  # Redis still answers
+        assert await cache.get_many(["emb:v1:small"]) == [b"kept"]
+        await cache.close()
