@@ -6,6 +6,8 @@ import asyncio
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from modelrepo import SpecError
 from service.app import serve
 from service.config import load_settings
@@ -13,7 +15,14 @@ from service.transport.interceptors import RequestIdFilter
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = load_settings(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings(sys.argv[1:] if argv is None else argv)
+    except ValidationError as error:  # a startup error, said plainly: no traceback
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            print(f"python -m service: {where + ': ' if where else ''}{message}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -50,6 +52,7 @@ LOAD_BALANCING = ("round_robin", "pick_first")
 # connections) in about 40 s; the server accepts pings this often (its CLIENT_PING_MIN_MS).
 KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 10_000
+FilePath = str | os.PathLike[str]
 
 
 def channel_options(
@@ -86,6 +89,42 @@ def channel_options(
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),  # keep pinging an idle connection
     ]
+
+
+def read_token_file(path: FilePath) -> str:
+    """The first token of a file in the server's format (blank lines and # comments skipped)."""
+    for line in Path(path).read_text().splitlines():
+        if (token := line.strip()) and not token.startswith("#"):
+            return token
+    raise ValueError(f"{path} holds no token")
+
+
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """Per-call metadata, not call credentials: gRPC refuses those on a plaintext channel, and
+    a token may go over one (to localhost, or to a proxy that terminates TLS)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def channel_credentials(
+    tls_ca_file: FilePath | None = None,
+    tls_cert_file: FilePath | None = None,
+    tls_key_file: FilePath | None = None,
+) -> grpc.ChannelCredentials | None:
+    """TLS when any file is given (None: plaintext): ``tls_ca_file`` the roots to check the
+    server against (default: the system's), the certificate and key for mutual TLS."""
+    if tls_ca_file is None and tls_cert_file is None and tls_key_file is None:
+        return None
+    if (tls_cert_file is None) != (tls_key_file is None):
+        raise ValueError("tls_cert_file and tls_key_file go together (mutual TLS)")
+
+    def read(path: FilePath | None) -> bytes | None:
+        return Path(path).read_bytes() if path is not None else None
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(tls_ca_file),
+        private_key=read(tls_key_file),
+        certificate_chain=read(tls_cert_file),
+    )
 
 
 def embed_request(
@@ -166,10 +205,20 @@ class EmbeddingClient:
         timeout: float = 30.0,
         retries: int = 4,
         load_balancing: str = "round_robin",
+        token: str | None = None,
+        tls_ca_file: FilePath | None = None,
+        tls_cert_file: FilePath | None = None,
+        tls_key_file: FilePath | None = None,
     ) -> None:
         self.timeout = timeout
+        self.metadata = auth_metadata(token)
         options = channel_options(retries, load_balancing=load_balancing)
-        self.channel = grpc.insecure_channel(target, options=options)
+        credentials = channel_credentials(tls_ca_file, tls_cert_file, tls_key_file)
+        self.channel = (
+            grpc.insecure_channel(target, options=options)
+            if credentials is None
+            else grpc.secure_channel(target, credentials, options=options)
+        )
         self.stub = pb_grpc.EmbeddingServiceStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 
@@ -184,12 +233,14 @@ class EmbeddingClient:
 
     def embed(self, texts: Sequence[str], model: str, **options: Any) -> pb.EmbedResponse:
         request = embed_request(texts, model, **options)
-        response: pb.EmbedResponse = self.stub.Embed(request, timeout=self.timeout)
+        response: pb.EmbedResponse = self.stub.Embed(
+            request, timeout=self.timeout, metadata=self.metadata
+        )
         return response
 
     def embed_stream(self, requests: Iterable[pb.EmbedRequest]) -> Iterable[pb.EmbedResponse]:
         responses: Iterable[pb.EmbedResponse] = self.stub.EmbedStream(
-            iter(requests), timeout=self.timeout
+            iter(requests), timeout=self.timeout, metadata=self.metadata
         )
         return responses
 
@@ -202,7 +253,9 @@ class EmbeddingClient:
         cache_policy: str = "use",
     ) -> pb.FillMaskResponse:
         request = fill_mask_request(texts, model, top_k, version, cache_policy)
-        response: pb.FillMaskResponse = self.stub.FillMask(request, timeout=self.timeout)
+        response: pb.FillMaskResponse = self.stub.FillMask(
+            request, timeout=self.timeout, metadata=self.metadata
+        )
         return response
 
     def most_similar(
@@ -214,30 +267,38 @@ class EmbeddingClient:
         version: str = "",
     ) -> pb.MostSimilarResponse:
         request = _most_similar_request(model, positive, negative, top_k, version)
-        response: pb.MostSimilarResponse = self.stub.MostSimilar(request, timeout=self.timeout)
+        response: pb.MostSimilarResponse = self.stub.MostSimilar(
+            request, timeout=self.timeout, metadata=self.metadata
+        )
         return response
 
     def tokenize(self, texts: Sequence[str], model: str, version: str = "") -> pb.TokenizeResponse:
         request = pb.TokenizeRequest(model=model, version=version, texts=list(texts))
-        response: pb.TokenizeResponse = self.stub.Tokenize(request, timeout=self.timeout)
+        response: pb.TokenizeResponse = self.stub.Tokenize(
+            request, timeout=self.timeout, metadata=self.metadata
+        )
         return response
 
     def list_models(self) -> pb.ListModelsResponse:
         response: pb.ListModelsResponse = self.stub.ListModels(
-            pb.ListModelsRequest(), timeout=self.timeout
+            pb.ListModelsRequest(), timeout=self.timeout, metadata=self.metadata
         )
         return response
 
     def get_model(self, model: str, version: str = "") -> pb.ModelInfo:
         response: pb.ModelInfo = self.stub.GetModel(
-            pb.GetModelRequest(model=model, version=version), timeout=self.timeout
+            pb.GetModelRequest(model=model, version=version),
+            timeout=self.timeout,
+            metadata=self.metadata,
         )
         return response
 
     def health(self, service: str = "") -> str:
         """SERVING, NOT_SERVING, ... for ``service`` ("" = the whole server)."""
         response = self.health_stub.Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout
+            health_pb2.HealthCheckRequest(service=service),
+            timeout=self.timeout,
+            metadata=self.metadata,
         )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
@@ -251,10 +312,20 @@ class AsyncEmbeddingClient:
         timeout: float = 30.0,
         retries: int = 4,
         load_balancing: str = "round_robin",
+        token: str | None = None,
+        tls_ca_file: FilePath | None = None,
+        tls_cert_file: FilePath | None = None,
+        tls_key_file: FilePath | None = None,
     ) -> None:
         self.timeout = timeout
+        self.metadata = auth_metadata(token)
         options = channel_options(retries, load_balancing=load_balancing)
-        self.channel = grpc.aio.insecure_channel(target, options=options)
+        credentials = channel_credentials(tls_ca_file, tls_cert_file, tls_key_file)
+        self.channel = (
+            grpc.aio.insecure_channel(target, options=options)
+            if credentials is None
+            else grpc.aio.secure_channel(target, credentials, options=options)
+        )
         self.stub = pb_grpc.EmbeddingServiceStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 
@@ -269,7 +340,7 @@ class AsyncEmbeddingClient:
 
     async def embed(self, texts: Sequence[str], model: str, **options: Any) -> pb.EmbedResponse:
         response: pb.EmbedResponse = await self.stub.Embed(
-            embed_request(texts, model, **options), timeout=self.timeout
+            embed_request(texts, model, **options), timeout=self.timeout, metadata=self.metadata
         )
         return response
 
@@ -282,7 +353,9 @@ class AsyncEmbeddingClient:
         cache_policy: str = "use",
     ) -> pb.FillMaskResponse:
         request = fill_mask_request(texts, model, top_k, version, cache_policy)
-        response: pb.FillMaskResponse = await self.stub.FillMask(request, timeout=self.timeout)
+        response: pb.FillMaskResponse = await self.stub.FillMask(
+            request, timeout=self.timeout, metadata=self.metadata
+        )
         return response
 
     async def most_similar(
@@ -295,7 +368,7 @@ class AsyncEmbeddingClient:
     ) -> pb.MostSimilarResponse:
         request = _most_similar_request(model, positive, negative, top_k, version)
         response: pb.MostSimilarResponse = await self.stub.MostSimilar(
-            request, timeout=self.timeout
+            request, timeout=self.timeout, metadata=self.metadata
         )
         return response
 
@@ -303,18 +376,22 @@ class AsyncEmbeddingClient:
         self, texts: Sequence[str], model: str, version: str = ""
     ) -> pb.TokenizeResponse:
         request = pb.TokenizeRequest(model=model, version=version, texts=list(texts))
-        response: pb.TokenizeResponse = await self.stub.Tokenize(request, timeout=self.timeout)
+        response: pb.TokenizeResponse = await self.stub.Tokenize(
+            request, timeout=self.timeout, metadata=self.metadata
+        )
         return response
 
     async def list_models(self) -> pb.ListModelsResponse:
         response: pb.ListModelsResponse = await self.stub.ListModels(
-            pb.ListModelsRequest(), timeout=self.timeout
+            pb.ListModelsRequest(), timeout=self.timeout, metadata=self.metadata
         )
         return response
 
     async def health(self, service: str = "") -> str:
         response = await self.health_stub.Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout
+            health_pb2.HealthCheckRequest(service=service),
+            timeout=self.timeout,
+            metadata=self.metadata,
         )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
@@ -339,6 +416,11 @@ def _parser() -> argparse.ArgumentParser:
         help="spread calls over the target's addresses (round_robin) or use one (pick_first)",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    parser.add_argument("--token", default=None, help="bearer token (prefer --token-file)")
+    parser.add_argument("--token-file", default=None, help="file whose first token is sent")
+    parser.add_argument("--tls-ca-file", default=None, help="PEM roots: TLS to the server")
+    parser.add_argument("--tls-cert-file", default=None, help="PEM client certificate (mTLS)")
+    parser.add_argument("--tls-key-file", default=None, help="PEM key of --tls-cert-file")
     commands = parser.add_subparsers(dest="command", required=True)
     embed = commands.add_parser("embed", help="embed texts and print a summary of each vector")
     embed.add_argument("texts", nargs="+")
@@ -471,8 +553,15 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    token = read_token_file(args.token_file) if args.token_file else args.token
     with EmbeddingClient(
-        args.target, timeout=args.timeout, load_balancing=args.load_balancing
+        args.target,
+        timeout=args.timeout,
+        load_balancing=args.load_balancing,
+        token=token,
+        tls_ca_file=args.tls_ca_file,
+        tls_cert_file=args.tls_cert_file,
+        tls_key_file=args.tls_key_file,
     ) as client:
         try:
             return _run(args, client)

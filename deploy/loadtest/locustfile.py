@@ -38,7 +38,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from embedload.calls import Target, bearer_metadata, open_channel, reporting_channel
+from embedload.calls import (
+    Target,
+    bearer_metadata,
+    open_channel,
+    read_bearer_token,
+    reporting_channel,
+)
 from embedload.sweep import Sweep, parse_levels, parse_timespan
 from embedload.texts import TextSource, content_words, load_sentences
 from embedload.timeline import Timeline
@@ -101,7 +107,10 @@ def _arguments(parser: Any) -> None:
     add("--grpc-tls", action="store_true", help="TLS to the server (implied by grpcs://)")
     add("--grpc-tls-ca", default="", help="PEM roots for TLS (default: the system's)")
     add("--grpc-tls-server-name", default="", help="name to check the certificate against")
+    add("--grpc-tls-cert", default="", help="PEM client certificate, for mutual TLS")
+    add("--grpc-tls-key", default="", help="PEM key of --grpc-tls-cert")
     add("--bearer-token", default="", is_secret=True, help="sent as 'authorization: Bearer'")
+    add("--bearer-token-file", default="", help="file whose first token is sent (over the above)")
     add("--timeline", default="", help="write per-second figures and levels here (JSON)")
     add("--sweep", default="", help="step load: user counts, e.g. 1,4,16,64")
     add("--step-time", default="30s", help="how long --sweep holds each level")
@@ -130,7 +139,11 @@ class _Shared:
         self.warned: set[str] = set()
 
     def info(
-        self, stub: pb_grpc.EmbeddingServiceStub, model: str, timeout: float
+        self,
+        stub: pb_grpc.EmbeddingServiceStub,
+        model: str,
+        timeout: float,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> pb.ModelInfo | None:
         """GetModel, once per process when it answers; not reported to Locust (it is not load),
         and the server counts it under GetModel, apart from the load's methods. It does not
@@ -138,7 +151,7 @@ class _Shared:
         if model not in self.infos:
             try:
                 request = pb.GetModelRequest(model=model)
-                self.infos[model] = stub.GetModel(request, timeout=timeout)
+                self.infos[model] = stub.GetModel(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as error:
                 self.warn(f"GetModel {model}", f"GetModel({model!r}) failed: {error.code().name}")
                 return None
@@ -255,12 +268,21 @@ class EmbeddingUser(User):
             raise ValueError("--host HOST:PORT is required")
         self.options = options
         target = Target.parse(self.host, options.grpc_tls)
-        self._plain = open_channel(target, options.grpc_tls_ca, options.grpc_tls_server_name)
+        self._plain = open_channel(
+            target,
+            options.grpc_tls_ca,
+            options.grpc_tls_server_name,
+            options.grpc_tls_cert,
+            options.grpc_tls_key,
+        )
         channel = reporting_channel(self._plain, self.environment.events.request.fire)
         self.stub = pb_grpc.EmbeddingServiceStub(channel)
-        self.metadata = bearer_metadata(options.bearer_token)
+        token_file = options.bearer_token_file
+        self.metadata = bearer_metadata(
+            read_bearer_token(token_file) if token_file else options.bearer_token
+        )
         lookup = pb_grpc.EmbeddingServiceStub(self._plain)
-        info = SHARED.info(lookup, options.model, options.call_timeout)
+        info = SHARED.info(lookup, options.model, options.call_timeout, self.metadata)
         self.source = SHARED.text_source(options, info)
         self.mask_token = info.mask_token if info is not None and info.mask_token else "[MASK]"
         self.tasks = self._supported(info, lookup)
@@ -275,7 +297,9 @@ class EmbeddingUser(User):
             dropped.add(EmbeddingUser.fill_mask)
             SHARED.warn("fill_mask", f"{info.name} has no MLM head: FillMask is left out")
         if EmbeddingUser.most_similar in tasks:
-            similar = SHARED.info(lookup, self.options.similar_model, self.options.call_timeout)
+            similar = SHARED.info(
+                lookup, self.options.similar_model, self.options.call_timeout, self.metadata
+            )
             if similar is not None and similar.architecture != "word2vec":
                 dropped.add(EmbeddingUser.most_similar)
                 SHARED.warn("similar", f"{similar.name} is not word2vec: MostSimilar is left out")

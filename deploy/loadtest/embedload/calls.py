@@ -69,10 +69,17 @@ class Target:
         return cls(host, tls)
 
 
-def open_channel(target: Target, ca_file: str = "", server_name: str = "") -> grpc.Channel:
+def open_channel(
+    target: Target,
+    ca_file: str = "",
+    server_name: str = "",
+    cert_file: str = "",
+    key_file: str = "",
+) -> grpc.Channel:
     """A channel of its own: ``use_local_subchannel_pool`` keeps gRPC from sharing one TCP
     connection among every channel to the same address, so each user is one real client.
-    Retries are off: a load test reports each failure as it happened."""
+    Retries are off: a load test reports each failure as it happened. ``cert_file`` and
+    ``key_file`` (PEM) are the client certificate for a server that requires mutual TLS."""
     options: list[tuple[str, Any]] = [
         ("grpc.use_local_subchannel_pool", 1),
         ("grpc.enable_retries", 0),
@@ -84,8 +91,22 @@ def open_channel(target: Target, ca_file: str = "", server_name: str = "") -> gr
     roots = Path(ca_file).read_bytes() if ca_file else None
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
-    credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("--grpc-tls-cert and --grpc-tls-key go together (mutual TLS)")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=roots,
+        private_key=Path(key_file).read_bytes() if key_file else None,
+        certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+    )
     return grpc.secure_channel(target.address, credentials, options=options)
+
+
+def read_bearer_token(path: str) -> str:
+    """The first token of a file in the server's format (blank lines and # comments skipped)."""
+    for line in Path(path).read_text().splitlines():
+        if (token := line.strip()) and not token.startswith("#"):
+            return token
+    raise ValueError(f"{path} holds no token")
 
 
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
