@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from modelrepo.rebuild import rebuild_command
+
 FORMAT_VERSION = 1
 SPEC_FILE = "spec.json"
 VALIDATION_FILE = "validation.json"
@@ -226,22 +228,31 @@ def load_checked(directory: Path, verify_checksums: bool = True) -> ModelSpec:
             f"{where}: declares {spec.name}/{spec.version} but lives in "
             f"{directory.parent.name}/{directory.name}"
         )
+    rebuild = f"rebuild it with `{rebuild_command(spec, directory)}`"
     declared = [graph.file for graph in spec.graphs.values()] + list(spec.tokenizer_files)
     for relative in declared:
         if not (directory / relative).is_file():
-            raise SpecError(f"{where}: declares {relative!r}, which is missing from {directory}")
+            expected = spec.file_checksums.get(relative, "none recorded")
+            raise SpecError(
+                f"{where}: declares {relative!r}, which is missing from {directory} (expected "
+                f"checksum {expected}, actual: no file); {rebuild}"
+            )
         if relative not in spec.file_checksums:
-            raise SpecError(f"{where}: no checksum recorded for {relative!r}")
+            raise SpecError(f"{where}: no checksum recorded for {relative!r}; {rebuild}")
     if verify_checksums:
         for relative, expected in spec.file_checksums.items():
             path = directory / relative
             if not path.is_file():
-                raise SpecError(f"{where}: lists {relative!r}, which is missing")
+                raise SpecError(
+                    f"{where}: lists {relative!r}, which is missing (expected checksum "
+                    f"{expected}, actual: no file); {rebuild}"
+                )
             actual = sha256_of(path)
             if actual != expected:
                 raise SpecError(
                     f"{path}: checksum {actual} does not match {expected} recorded in "
-                    "spec.json; the file was changed or corrupted after export, re-export it"
+                    f"spec.json ({path.stat().st_size} bytes); the file was changed or corrupted "
+                    f"after export, {rebuild}"
                 )
     report = read_validation(directory)
     if report.get("passed") is not True:

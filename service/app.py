@@ -9,7 +9,7 @@ import logging
 import signal
 
 import grpc
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
 
 from service.batching import BatchingConfig, BatchObserver, TeeObserver
 from service.cache.factory import CacheConfig, create_cache
@@ -19,12 +19,21 @@ from service.embedder import Embedder, ObserverFactory, RequestLimits
 from service.metrics import Metrics
 from service.runtime.loader import load_repository
 from service.runtime.session import SessionOptions
+from service.transport.health import DrainingHealthServicer
 from service.transport.server import SERVICE_NAME, create_health_server, create_server
 from service.transport.servicer import EmbeddingServicer
 
 log = logging.getLogger(__name__)
 
 HEALTH_SERVICES = ("", SERVICE_NAME)
+DRAIN_POLL_S = 0.01
+# Stop gRPC only once no new call was refused for this long: a call that reaches gRPC's own
+# stop in the act gets CANCELLED, not our UNAVAILABLE (bounded by the grace period).
+DRAIN_QUIET_S = 0.2
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def batching_config(settings: Settings) -> BatchingConfig:
@@ -56,8 +65,8 @@ class Application:
         self.observers = observers
         self.metrics = Metrics() if settings.metrics else None
         self.metrics_port: int | None = None
-        self.servicer = EmbeddingServicer()
-        self.health = health.aio.HealthServicer()
+        self.servicer = EmbeddingServicer(settings.default_timeout_s)
+        self.health = DrainingHealthServicer()
         self.server, self.port = create_server(settings, self.servicer, self.health, self.metrics)
         self.health_server: grpc.aio.Server | None = None
         self.health_port: int | None = None
@@ -128,7 +137,11 @@ class Application:
         embedder = Embedder(
             runtimes,
             batching_config(self.settings),
-            RequestLimits(self.settings.max_texts_per_request),
+            RequestLimits(
+                max_texts_per_request=self.settings.max_texts_per_request,
+                max_text_chars=self.settings.max_text_chars,
+                max_inflight_texts=self.settings.max_inflight_texts,
+            ),
             self.settings.tokenizer_threads,
             self._observers(),
             self.cache,
@@ -152,11 +165,25 @@ class Application:
         tiers = " + ".join(self.cache.tiers) if self.cache is not None else "off"
         log.info("cache: %s", tiers)
 
+    async def _drain(self, until: float) -> None:
+        """New API calls get UNAVAILABLE from the servicer while those in the embedder finish,
+        and until callers have stopped sending for ``DRAIN_QUIET_S``."""
+        servicer, embedder = self.servicer, self.embedder
+        servicer.closing = True
+        servicer.refused_at = loop_time()
+        while loop_time() < until and (
+            (embedder is not None and any(embedder.inflight.values()))
+            or loop_time() - servicer.refused_at < DRAIN_QUIET_S
+        ):
+            await asyncio.sleep(DRAIN_POLL_S)
+
     async def stop(self) -> None:
         """Graceful: NOT_SERVING, refuse new calls, let in-flight ones finish within the grace."""
         grace = self.settings.grace_period_s
+        until = loop_time() + grace
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        await self._drain(until)
+        await self.server.stop(max(0.0, until - loop_time()))
         if self.health_server is not None:  # answered NOT_SERVING while the API drained
             await self.health_server.stop(None)
         if self.embedder is not None:

@@ -35,5 +35,12 @@ class Unavailable(ServiceError):
     """The service cannot serve right now (not warm yet, shutting down)."""
 
 
+class BatchFailed(Unavailable):
+    """The model failed on the batch that carried the request (an ONNX Runtime error, say).
+
+    Only that batch's requests fail; the next batch runs as usual, so the caller may retry.
+    """
+
+
 class DeadlineExceeded(ServiceError):
     """The request's deadline passed before its work could be done."""

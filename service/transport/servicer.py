@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Collection
 from typing import Any, TypeAlias
@@ -17,29 +18,39 @@ from service.transport.status import streaming, unary
 Context: TypeAlias = Any
 
 
-def _deadline(context: Context) -> float | None:
-    """The client's deadline on the monotonic clock the batcher uses, if it set one."""
+def _deadline(context: Context, default_timeout_s: float) -> float:
+    """The call's deadline on the monotonic clock the batcher uses: the client's, or
+    ``default_timeout_s`` from now when it set none, so no request waits forever."""
     remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
+    return time.monotonic() + (default_timeout_s if remaining is None else remaining)
 
 
 class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     """Answers UNAVAILABLE until the application hands it a warm embedder."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_timeout_s: float = 60.0) -> None:
         self.embedder: Embedder | None = None
+        self.default_timeout_s = default_timeout_s
+        self.closing = False
+        """Set on shutdown: new calls get UNAVAILABLE while those in flight finish."""
+        self.refused_at = 0.0
+        """Event-loop time of the last call refused because of ``closing``."""
 
     def served_models(self) -> Collection[str]:
         """The names of the models served now (none until the embedder is warm)."""
         return () if self.embedder is None else self.embedder.models.keys()
 
     def _ready(self) -> Embedder:
+        if self.closing:
+            self.refused_at = asyncio.get_running_loop().time()
+            raise Unavailable("the server is shutting down; retry on another replica")
         if self.embedder is None:
             raise Unavailable("models are still loading and warming up; retry in a few seconds")
         return self.embedder
 
     async def _embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
-        outcome = await self._ready().embed(codec.embed_query(request), _deadline(context))
+        deadline = _deadline(context, self.default_timeout_s)
+        outcome = await self._ready().embed(codec.embed_query(request), deadline)
         return codec.embed_response(outcome)
 
     @unary
@@ -55,7 +66,8 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
 
     @unary
     async def FillMask(self, request: pb.FillMaskRequest, context: Context) -> pb.FillMaskResponse:
-        outcome = await self._ready().fill_mask(codec.fill_mask_query(request), _deadline(context))
+        deadline = _deadline(context, self.default_timeout_s)
+        outcome = await self._ready().fill_mask(codec.fill_mask_query(request), deadline)
         return codec.fill_mask_response(outcome)
 
     @unary

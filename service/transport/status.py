@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import grpc
 
 from service.errors import (
+    BatchFailed,
     DeadlineExceeded,
     InvalidArgument,
     NotFound,
@@ -27,6 +28,7 @@ STATUS_OF: dict[type[ServiceError], grpc.StatusCode] = {
     Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    BatchFailed: grpc.StatusCode.UNAVAILABLE,  # one batch failed; the next one may well succeed
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 

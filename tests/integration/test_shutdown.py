@@ -1,0 +1,97 @@
+"""SIGTERM under load, to a real ``python -m service`` process: health goes NOT_SERVING at
+once, new calls get UNAVAILABLE, every accepted call is answered, and it exits 0 in time."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.client import EmbeddingClient
+from tests.integration.server_process import ServerProcess
+
+GRACE_S = 20.0
+WORKERS = 6
+
+
+def test_sigterm_under_load_answers_every_call(imported: dict[str, Path], tmp_path: Path) -> None:
+    server = ServerProcess(
+        sys.executable,
+        imported["models"],
+        tmp_path / "server.log",
+        args=["--grace-period-s", str(GRACE_S), "--max-batch-size", "2", "--cache", "off"],
+    ).start()
+    with server:
+        codes: list[tuple[float, grpc.StatusCode, str]] = []  # (sent at, code, details)
+        lock = threading.Lock()
+        terminated = threading.Event()
+        health_changes: list[tuple[float, int]] = []
+
+        def watch_health() -> None:
+            with grpc.insecure_channel(server.target) as channel:
+                stream = health_pb2_grpc.HealthStub(channel).Watch(
+                    health_pb2.HealthCheckRequest(service="")
+                )
+                try:
+                    for update in stream:
+                        health_changes.append((time.monotonic(), update.status))
+                except grpc.RpcError:
+                    pass  # the server closed the stream on its way out
+
+        def load(worker: int) -> None:
+            with EmbeddingClient(server.target, timeout=30, retries=0) as client:
+                for number in range(10_000):
+                    texts = [f"worker {worker} call {number} text {i} river bank" for i in range(6)]
+                    sent_at = time.monotonic()
+                    try:
+                        client.embed(texts, "tiny-mlm")
+                        code, details = grpc.StatusCode.OK, ""
+                    except grpc.RpcError as error:
+                        code, details = error.code(), error.details() or ""
+                    with lock:
+                        codes.append((sent_at, code, details))
+                    if terminated.is_set() and code == grpc.StatusCode.UNAVAILABLE:
+                        return
+
+        watcher = threading.Thread(target=watch_health)
+        watcher.start()
+        workers = [threading.Thread(target=load, args=(worker,)) for worker in range(WORKERS)]
+        for thread in workers:
+            thread.start()
+        while len(codes) < 30:
+            time.sleep(0.01)
+        assert server.process is not None
+        signalled_at = time.monotonic()
+        server.process.terminate()
+        terminated.set()
+        exit_code = server.process.wait(timeout=GRACE_S + 10)
+        exited_s = time.monotonic() - signalled_at
+        for thread in [*workers, watcher]:
+            thread.join(timeout=30)
+
+    counts = Counter(code for _, code, _ in codes)
+    ok, unavailable = counts[grpc.StatusCode.OK], counts[grpc.StatusCode.UNAVAILABLE]
+    assert ok + unavailable == len(codes), counts  # nothing failed any other way
+    # Sent before the signal: computed, or (if it had not begun) refused by the servicer.
+    early = [(code, details) for sent, code, details in codes if sent < signalled_at]
+    assert all(
+        code == grpc.StatusCode.OK or "shutting down" in details for code, details in early
+    ), early
+    assert unavailable >= WORKERS  # every worker's first call after the stop was refused
+    assert exit_code == 0 and exited_s < GRACE_S
+    statuses = [status for _, status in health_changes]
+    assert statuses[0] == health_pb2.HealthCheckResponse.SERVING
+    assert statuses[-1] == health_pb2.HealthCheckResponse.NOT_SERVING
+    not_serving_after = health_changes[-1][0] - signalled_at
+    assert not_serving_after < 1.0
+    print(
+        f"\nSIGTERM under load: {len(codes)} calls, {ok} OK, {unavailable} UNAVAILABLE; "
+        f"NOT_SERVING after {not_serving_after * 1000:.0f} ms, exit 0 after {exited_s:.2f} s"
+    )
+    log = (tmp_path / "server.log").read_text()
+    assert "shutting down" in log and "stopped" in log
