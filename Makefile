@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install serve defaults test test-tools lint typecheck unit bench loadtest proto clean-models lock k8s-sync
+.PHONY: install serve defaults test test-tools lint typecheck unit bench loadtest soak proto clean-models lock k8s-sync
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ bench: $(STAMP) test-tools
 ## a report in pictures and an SLO gate: build/loadtest/<timestamp>/summary.md (docs/loadtest.md).
 loadtest: $(STAMP)
 	$(PY) -m bench.loadtest $(ARGS)
+
+## A bounded mixed load (default 10 minutes, ARGS="--minutes 3 --models-dir DIR") against a
+## server of its own: RSS, descriptors, threads and p99 every 10 s into build/soak/<time>/
+## (CSV, PNG, summary); exit 1 on RSS growth > 10 % or p99 drift > 20 % after warm-up. Not in CI.
+soak: $(STAMP)
+	$(PY) -m bench.soak $(ARGS)
 
 ## The serving images' hashed locks, from pyproject.toml: core + `cpu`, core + `gpu`, and the
 ## build backend, and the load-test image's from deploy/requirements-loadtest.in

@@ -8,6 +8,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
 
+# Callable without a token: probes and tooling (see auth_exempt_methods).
+EXEMPT_METHODS = (
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+)
+
 
 class Settings(BaseSettings):
     """Serve embedding models over gRPC.
@@ -39,6 +46,22 @@ class Settings(BaseSettings):
         le=65535,
         description="also serve grpc.health.v1 alone, in plaintext, on this port: for probes "
         "that cannot speak TLS or send a token, such as kubelet's (0: off)",
+    )
+
+    # Security: bearer tokens and TLS on the API port (the health and metrics ports stay plain).
+    auth_tokens_file: Path | None = Field(
+        None,
+        description="require 'authorization: Bearer <token>' metadata; one accepted token per "
+        "line (blank lines and # comments ignored), re-read within 5 s of a change",
+    )
+    auth_exempt_methods: list[str] = Field(
+        default_factory=lambda: list(EXEMPT_METHODS),
+        description="full method names callable without a token (default: health and reflection)",
+    )
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve TLS")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls-cert-file")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM roots: require client certificates they sign (mutual TLS)"
     )
 
     # Connections: replicas behind one name (see docs/deploy.md).
@@ -74,6 +97,33 @@ class Settings(BaseSettings):
     )
     max_concurrent_batches: int = Field(
         1, ge=1, description="batches in inference at once per model"
+    )
+
+    # Limits: what one request and one model may take (README "Limits and overload").
+    max_text_chars: int = Field(
+        100_000, ge=1, description="characters in one text; longer gets INVALID_ARGUMENT"
+    )
+    max_inflight_texts: int = Field(
+        4096,
+        ge=1,
+        description="texts admitted per model at once (tokenizing, queued, running, finishing); "
+        "beyond it a request gets RESOURCE_EXHAUSTED on arrival, before any tokenizing. The "
+        "default equals max-queue-size, so an admitted request always fits the queue",
+    )
+    max_message_bytes: int = Field(
+        64 * 2**20,
+        ge=1024,
+        description="largest request or response message; gRPC answers a larger one with "
+        "RESOURCE_EXHAUSTED",
+    )
+    max_concurrent_streams: int = Field(
+        1024, ge=1, description="calls at once per client connection (HTTP/2 streams)"
+    )
+    default_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="deadline of a request whose client set none: queued work past it is "
+        "dropped and the call gets DEADLINE_EXCEEDED",
     )
 
     # ONNX Runtime.
@@ -124,6 +174,17 @@ class Settings(BaseSettings):
         """The health listener needs a port of its own: the gRPC and metrics ports are taken."""
         if self.health_port and self.health_port in (self.port, self.metrics_port):
             raise ValueError(f"health-port {self.health_port} is the gRPC or the metrics port")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files_pair_up(self) -> Settings:
+        """A certificate needs its key (and the reverse); client CAs need TLS itself."""
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "tls-cert-file and tls-key-file go together: give both to serve TLS, or neither"
+            )
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls-client-ca-file needs tls-cert-file and tls-key-file (TLS)")
         return self
 
 

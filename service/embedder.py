@@ -12,9 +12,11 @@ less than a cache read), and never wait behind the contextual models' batches.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -40,7 +42,7 @@ from service.domain import (
     TokenizedText,
     resolve_embed_options,
 )
-from service.errors import InvalidArgument, NotFound
+from service.errors import BatchFailed, InvalidArgument, NotFound, Overloaded, ServiceError
 from service.metrics import Metrics
 from service.runtime.base import (
     DirectRuntime,
@@ -50,6 +52,8 @@ from service.runtime.base import (
     LayerStates,
     Runtime,
 )
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
@@ -62,6 +66,9 @@ ObserverFactory = Callable[[str], BatchObserver | None]
 MAX_TOP_K = 1000
 DEFAULT_SIMILAR_TOP_K = 10
 DEFAULT_FILL_MASK_TOP_K = 5
+MAX_FILL_MASK_PREDICTIONS = 100_000
+"""Masks x top_k over one request's computed texts: 1024 texts of 120 masks at top_k 1000
+would build a reply of gigabytes (found by tests/integration/test_fuzz.py)."""
 
 
 @dataclass
@@ -86,7 +93,12 @@ class ServedModel:
 
 @dataclass(frozen=True)
 class RequestLimits:
+    """What one request, and all requests to one model together, may ask (see ``Settings``)."""
+
     max_texts_per_request: int = 1024
+    max_text_chars: int = 100_000
+    max_inflight_texts: int = 4096
+    """Texts of one model (all versions) between admission and reply."""
 
 
 class Embedder:
@@ -111,6 +123,8 @@ class Embedder:
             name: {version: self._serve(runtime, batching) for version, runtime in versions.items()}
             for name, versions in runtimes.items()
         }
+        self.inflight: dict[str, int] = dict.fromkeys(self.models, 0)
+        """Per model name, the texts of the requests admitted and not yet answered."""
         if metrics is not None:
             self._watch_queues(metrics)
 
@@ -199,8 +213,11 @@ class Embedder:
             raise NotFound(f"model {name!r} is not served; served models: {sorted(self.models)}")
         if not version:
             return versions[max(versions)]
-        if not version.isdigit():
-            raise InvalidArgument(f"version must be a number or empty (newest), got {version!r}")
+        # ASCII digits only, and few: int() refuses "²" and numbers of 4,300+ digits.
+        if not (version.isascii() and version.isdigit()) or len(version) > 18:
+            raise InvalidArgument(
+                f"version must be a number or empty (newest), got {version[:40]!r}"
+            )
         served = versions.get(int(version))
         if served is None:
             raise NotFound(f"{name} has no version {version}; served versions: {sorted(versions)}")
@@ -215,6 +232,37 @@ class Embedder:
             raise InvalidArgument(
                 f"{len(texts)} texts in one request; the limit is {limit}, split the request"
             )
+        chars = self.limits.max_text_chars
+        for index, text in enumerate(texts):
+            if len(text) > chars:
+                raise InvalidArgument(
+                    f"text {index} has {len(text)} characters; the limit is {chars} "
+                    "(max-text-chars), shorten or split it"
+                )
+
+    @contextmanager
+    def _admitted(self, served: ServedModel, count: int) -> Iterator[None]:
+        """Holds ``count`` of the model's in-flight texts while the request runs, or refuses it
+        at once with ``Overloaded``: before any tokenizing or cache read, so a refusal is cheap.
+        Released however the request ends (result, error, cancellation). One event loop, so the
+        counter needs no lock."""
+        name, limit = served.spec.name, self.limits.max_inflight_texts
+        if count > limit:
+            raise InvalidArgument(
+                f"{count} texts in one request, but {name} admits at most {limit} at once "
+                "(max-inflight-texts); split the request"
+            )
+        held = self.inflight[name]
+        if held + count > limit:
+            raise Overloaded(
+                f"{name} is at its limit of texts in flight ({held} of {limit}, {count} more "
+                "asked); retry with exponential backoff"
+            )
+        self.inflight[name] = held + count
+        try:
+            yield
+        finally:
+            self.inflight[name] -= count
 
     async def _on_workers(self, function: Callable[[], T]) -> tuple[T, float]:
         started = time.perf_counter()
@@ -239,7 +287,16 @@ class Embedder:
                 if len(chosen) < len(texts):  # name the bad text by the caller's own index
                     await self._on_workers(lambda: prepare(texts))
                 raise
-            states, batch = await batcher.submit_timed(items, deadline)
+            try:
+                states, batch = await batcher.submit_timed(items, deadline)
+            except ServiceError:
+                raise
+            except Exception as error:  # the runtime failed: only this batch's calls fail
+                log.error("%s failed on a batch", batcher.name, exc_info=error)
+                raise BatchFailed(
+                    f"the model {batcher.name} failed on this batch ({type(error).__name__}: "
+                    f"{error}); retry"
+                ) from error
             results, finishing = await self._on_workers(
                 lambda: [finish(item, state) for item, state in zip(items, states, strict=True)]
             )
@@ -297,6 +354,12 @@ class Embedder:
         started = time.perf_counter()
         self._check_texts(query.texts)
         served = self.resolve(query.model, query.version)
+        with self._admitted(served, len(query.texts)):
+            return await self._embed(served, query, started, deadline)
+
+    async def _embed(
+        self, served: ServedModel, query: EmbedQuery, started: float, deadline: float | None
+    ) -> EmbedOutcome:
         runtime = served.runtime
         options = resolve_embed_options(served.spec, query)
         texts = query.texts
@@ -352,6 +415,19 @@ class Embedder:
             )
         if query.top_k > MAX_TOP_K:
             raise InvalidArgument(f"top_k is {query.top_k}; at most {MAX_TOP_K} is allowed")
+        with self._admitted(served, len(query.texts)):
+            return await self._fill_mask(
+                served, served.fill_mask_batcher, query, started, deadline
+            )
+
+    async def _fill_mask(
+        self,
+        served: ServedModel,
+        batcher: DynamicBatcher[FillMaskItem, np.ndarray],
+        query: FillMaskQuery,
+        started: float,
+        deadline: float | None,
+    ) -> FillMaskOutcome:
         runtime: FillMaskRuntime = served.runtime  # type: ignore[assignment]
         top_k = query.top_k or DEFAULT_FILL_MASK_TOP_K
 
@@ -361,8 +437,8 @@ class Embedder:
 
         compute = self._batched(
             query.texts,
-            lambda chosen: runtime.prepare_fill_mask(chosen, top_k),
-            served.fill_mask_batcher,
+            lambda chosen: _bounded_fills(runtime.prepare_fill_mask(chosen, top_k), top_k),
+            batcher,
             finish,
             deadline,
         )
@@ -421,3 +497,14 @@ def _embed_length(item: EmbedItem) -> int:
 
 def _fill_mask_length(item: FillMaskItem) -> int:
     return len(item.ids)
+
+
+def _bounded_fills(items: list[FillMaskItem], top_k: int) -> list[FillMaskItem]:
+    """``items``, or INVALID_ARGUMENT when their predictions would exceed the bound."""
+    predictions = sum(len(item.mask_positions) for item in items) * top_k
+    if predictions > MAX_FILL_MASK_PREDICTIONS:
+        raise InvalidArgument(
+            f"{predictions} predictions (masks x top_k) in one request; the limit is "
+            f"{MAX_FILL_MASK_PREDICTIONS}: send fewer masks or texts, or a smaller top_k"
+        )
+    return items

@@ -11,11 +11,12 @@ from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from service.config import Settings
 from service.metrics import Metrics
+from service.transport.auth import auth_interceptors
 from service.transport.interceptors import ServiceInterceptor
 from service.transport.servicer import EmbeddingServicer
+from service.transport.tls import server_credentials
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # The shortest interval between client pings accepted without calls in flight; more often
 # counts as a strike, and after two gRPC closes the connection (too_many_pings).
 CLIENT_PING_MIN_MS = 10_000
@@ -31,10 +32,15 @@ def create_server(
     """An unstarted server with the API, health and reflection, bound to the configured port."""
     interceptor = ServiceInterceptor(metrics, servicer.served_models, settings.access_log)
     server = grpc.aio.server(
-        interceptors=[interceptor],
+        # The first wraps the next: the metrics see (and count) calls that auth refuses.
+        interceptors=[
+            interceptor,
+            *auth_interceptors(settings.auth_tokens_file, settings.auth_exempt_methods),
+        ],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
             ("grpc.so_reuseport", 0),
             *connection_options(settings),
         ],
@@ -49,7 +55,7 @@ def create_server(
         ),
         server,
     )
-    return server, _bind(server, settings.host, settings.port)
+    return server, _bind(server, settings.host, settings.port, server_credentials(settings))
 
 
 def create_health_server(
@@ -91,9 +97,17 @@ def connection_options(settings: Settings) -> list[tuple[str, int]]:
     return options
 
 
-def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+def _bind(
+    server: grpc.aio.Server,
+    host: str,
+    port: int,
+    credentials: grpc.ServerCredentials | None = None,
+) -> int:
     address = f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
     if bound == 0:
         raise OSError(f"could not bind {address}; is the port in use?")
     return int(bound)
