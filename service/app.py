@@ -140,7 +140,7 @@ class Application:
             RequestLimits(
                 max_texts_per_request=self.settings.max_texts_per_request,
                 max_text_chars=self.settings.max_text_chars,
-                max_inflight_texts=self.settings.max_inflight_texts,
+                max_inflight_texts=self.settings.max_inflight_texts or self.settings.max_queue_size,
             ),
             self.settings.tokenizer_threads,
             self._observers(),
@@ -167,14 +167,18 @@ class Application:
 
     async def _drain(self, until: float) -> None:
         """New API calls get UNAVAILABLE from the servicer while those in the embedder finish,
-        and until callers have stopped sending for ``DRAIN_QUIET_S``."""
+        and until callers have stopped sending for ``DRAIN_QUIET_S``. Waiting for quiet takes
+        at most half of what is left of the grace, so callers that keep retrying cannot leave
+        the calls gRPC still holds (MostSimilar, Tokenize, open streams) without a grace."""
         servicer, embedder = self.servicer, self.embedder
         servicer.closing = True
-        servicer.refused_at = loop_time()
-        while loop_time() < until and (
-            (embedder is not None and any(embedder.inflight.values()))
-            or loop_time() - servicer.refused_at < DRAIN_QUIET_S
-        ):
+        servicer.refused_at = started = loop_time()
+        quiet_until = started + (until - started) / 2
+        while loop_time() < until:
+            busy = embedder is not None and any(embedder.inflight.values())
+            noisy = loop_time() - servicer.refused_at < DRAIN_QUIET_S
+            if not busy and not (noisy and loop_time() < quiet_until):
+                return
             await asyncio.sleep(DRAIN_POLL_S)
 
     async def stop(self) -> None:

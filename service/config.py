@@ -103,12 +103,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(
         100_000, ge=1, description="characters in one text; longer gets INVALID_ARGUMENT"
     )
-    max_inflight_texts: int = Field(
-        4096,
+    max_inflight_texts: int | None = Field(
+        None,
         ge=1,
         description="texts admitted per model at once (tokenizing, queued, running, finishing); "
-        "beyond it a request gets RESOURCE_EXHAUSTED on arrival, before any tokenizing. The "
-        "default equals max-queue-size, so an admitted request always fits the queue",
+        "beyond it a request gets RESOURCE_EXHAUSTED on arrival, before any tokenizing "
+        "(default: max-queue-size, so an admitted request always fits the queue)",
     )
     max_message_bytes: int = Field(
         64 * 2**20,
@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         1024, ge=1, description="calls at once per client connection (HTTP/2 streams)"
     )
     default_timeout_s: float = Field(
-        60.0,
+        300.0,
         gt=0,
         description="deadline of a request whose client set none: queued work past it is "
         "dropped and the call gets DEADLINE_EXCEEDED",

@@ -255,8 +255,8 @@ class Embedder:
         held = self.inflight[name]
         if held + count > limit:
             raise Overloaded(
-                f"{name} is at its limit of texts in flight ({held} of {limit}, {count} more "
-                "asked); retry with exponential backoff"
+                f"{name}'s queue is at its limit of texts in flight ({held} of {limit}, {count} "
+                "more asked); retry with exponential backoff"
             )
         self.inflight[name] = held + count
         try:
@@ -416,9 +416,7 @@ class Embedder:
         if query.top_k > MAX_TOP_K:
             raise InvalidArgument(f"top_k is {query.top_k}; at most {MAX_TOP_K} is allowed")
         with self._admitted(served, len(query.texts)):
-            return await self._fill_mask(
-                served, served.fill_mask_batcher, query, started, deadline
-            )
+            return await self._fill_mask(served, served.fill_mask_batcher, query, started, deadline)
 
     async def _fill_mask(
         self,

@@ -63,3 +63,6 @@ class DrainingHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
             if watch.last_status == NOT_SERVING:  # it already said so: nothing more will come
                 watch.ended.set()
         await super().enter_graceful_shutdown()
+        await asyncio.sleep(0)  # let each stream write its NOT_SERVING first
+        for watch in list(self._watches):  # a service never registered never hears NOT_SERVING
+            watch.ended.set()

@@ -28,7 +28,7 @@ def _deadline(context: Context, default_timeout_s: float) -> float:
 class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     """Answers UNAVAILABLE until the application hands it a warm embedder."""
 
-    def __init__(self, default_timeout_s: float = 60.0) -> None:
+    def __init__(self, default_timeout_s: float = 300.0) -> None:
         self.embedder: Embedder | None = None
         self.default_timeout_s = default_timeout_s
         self.closing = False

@@ -110,8 +110,13 @@ def texts(draw: st.DrawFn, masked: bool = False) -> list[str]:
         return [draw(st.sampled_from(("bank", "[MASK] bank", "", "😀")))] * count
     chosen = draw(st.lists(TEXT, min_size=1, max_size=6))
     if masked:
-        extra = draw(mostly(st.sampled_from((" [MASK]", " the [MASK] .", " [MASK] [MASK]")),
-                            st.sampled_from(("", "[MASK] " * 40, "[mask]", "[MASK]" * 200)), 8))
+        extra = draw(
+            mostly(
+                st.sampled_from((" [MASK]", " the [MASK] .", " [MASK] [MASK]")),
+                st.sampled_from(("", "[MASK] " * 40, "[mask]", "[MASK]" * 200)),
+                8,
+            )
+        )
         chosen = [text + extra for text in chosen]
     return chosen
 
@@ -228,8 +233,12 @@ def baseline_rss(fuzz_server: ServerProcess, stub: Any) -> int:
             fill = pb.FillMaskRequest(model="tiny-mlm", texts=["[MASK] " * masks] * count,
                                       top_k=top_k)  # fmt: skip
             answer("warmup", functools.partial(stub.FillMask, fill, timeout=TIMEOUT_S))
-        answer("warmup", lambda: stub.MostSimilar(
-            pb.MostSimilarRequest(model="w2v", positive=["bank"], top_k=1000), timeout=TIMEOUT_S))
+        answer(
+            "warmup",
+            lambda: stub.MostSimilar(
+                pb.MostSimilarRequest(model="w2v", positive=["bank"], top_k=1000), timeout=TIMEOUT_S
+            ),
+        )
     return rss_kib(fuzz_server.process.pid)
 
 
@@ -258,8 +267,14 @@ WORDS = mostly(st.lists(KNOWN, max_size=3), st.lists(st.one_of(WORD, KNOWN), max
 
 
 @fuzz(700)
-@given(model=mostly(st.just("w2v"), MODEL, 8), version=GOOD_VERSION, positive=WORDS,
-       negative=WORDS, many=st.integers(0, 30), top_k=mostly(st.integers(0, 50), TOP_K, 8))
+@given(
+    model=mostly(st.just("w2v"), MODEL, 8),
+    version=GOOD_VERSION,
+    positive=WORDS,
+    negative=WORDS,
+    many=st.integers(0, 30),
+    top_k=mostly(st.integers(0, 50), TOP_K, 8),
+)
 def test_most_similar(
     stub: Any, baseline_rss: int, model: str, version: str, positive: list[str],
     negative: list[str], many: int, top_k: int,

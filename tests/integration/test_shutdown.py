@@ -88,7 +88,7 @@ def test_sigterm_under_load_answers_every_call(imported: dict[str, Path], tmp_pa
     assert statuses[0] == health_pb2.HealthCheckResponse.SERVING
     assert statuses[-1] == health_pb2.HealthCheckResponse.NOT_SERVING
     not_serving_after = health_changes[-1][0] - signalled_at
-    assert not_serving_after < 1.0
+    assert not_serving_after < 3.0  # at once, with slack for a loaded machine
     print(
         f"\nSIGTERM under load: {len(codes)} calls, {ok} OK, {unavailable} UNAVAILABLE; "
         f"NOT_SERVING after {not_serving_after * 1000:.0f} ms, exit 0 after {exited_s:.2f} s"
