@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from export.requests import Target
 
 DEFAULT_ROOT = Path("build/checkpoints")
 
 
-def training_checkpoint_dir(args: argparse.Namespace, name: str) -> Path:
+def training_checkpoint_dir(target: Target) -> Path:
     """``--checkpoint-dir`` when given, else ``build/checkpoints/NAME``."""
-    given: Path | None = getattr(args, "checkpoint_dir", None)
-    return given or DEFAULT_ROOT / name
+    return target.checkpoint_dir or DEFAULT_ROOT / target.name

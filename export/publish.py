@@ -10,11 +10,17 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from modelrepo import ModelRepository, ModelSpec, load_checked, write_spec, write_validation
+from modelrepo import (
+    ModelRepository,
+    ModelSpec,
+    ValidationReport,
+    load_checked,
+    write_spec,
+    write_validation,
+)
 
-Build = Callable[[Path, int], tuple[ModelSpec, dict[str, Any]]]
+Build = Callable[[Path, int], tuple[ModelSpec, ValidationReport]]
 
 
 def publish_version(models_dir: Path, name: str, version: int | None, build: Build) -> Path:

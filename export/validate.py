@@ -7,15 +7,15 @@ source framework, and the largest absolute difference is reported per output.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
 from export.spec import BATCH, SEQUENCE, GraphExportSpec
+from modelrepo import CheckResult, ShapeRun, VariantReport
+from service.runtime.session import CPU_FP32, open_session
 
 Arrays = dict[str, np.ndarray]
 InputFactory = Callable[[int, int], Arrays]
@@ -30,36 +30,15 @@ class ValidationFailed(Exception):
     """The exported graph does not compute what the source framework computes."""
 
 
-@dataclass
-class ValidationReport:
-    """What one graph's validation found; ``to_dict`` is what goes into ``validation.json``."""
-
-    graph: str
-    tolerance: float
-    max_abs_diff: dict[str, float] = field(default_factory=dict)
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "graph": self.graph,
-            "tolerance": self.tolerance,
-            "passed": self.passed,
-            "max_abs_diff": self.max_abs_diff,
-            "runs": self.runs,
-            "problems": self.problems,
-        }
+def raise_unless_passed(report: VariantReport) -> None:
+    """Refuse to publish a graph whose validation found problems."""
+    if not report.passed:
+        raise ValidationFailed(f"{report.graph}: " + "; ".join(report.problems))
 
 
 def cpu_session(path: Path) -> ort.InferenceSession:
-    """A CPU session for validation (the reference numbers are CPU fp32)."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """The server's session on CPU: the reference numbers are CPU fp32."""
+    return open_session(path, CPU_FP32)
 
 
 def check_declared_axes(model_path: Path, spec: GraphExportSpec) -> list[str]:
@@ -117,18 +96,20 @@ def validate_graph(
     shapes: Sequence[tuple[int, int]],
     valid_mask: ValidMask | None = None,
     extra_check: ExtraCheck | None = None,
-) -> ValidationReport:
+) -> VariantReport:
     """Run the four checks at every shape and report the largest difference per output."""
-    report = ValidationReport(graph=spec.role, tolerance=tolerance)
-    report.problems.extend(check_declared_axes(model_path, spec))
-    if report.problems:
-        return report
+    problems = check_declared_axes(model_path, spec)
+    largest: dict[str, float] = {}
+    runs: list[ShapeRun] = []
+    if problems:
+        return _report(spec, tolerance, largest, runs, problems)
     session = cpu_session(model_path)
     for batch, sequence in shapes:
         inputs = make_inputs(batch, sequence)
         actual = dict(zip(spec.output_names, session.run(spec.output_names, inputs), strict=True))
         expected = reference(inputs)
-        run: dict[str, Any] = {"batch_size": batch, "sequence_length": sequence, "max_abs_diff": {}}
+        run_diffs: dict[str, float] = {}
+        run_checks: dict[str, CheckResult] = {}
         sizes: dict[str, int] = {BATCH: batch, SEQUENCE: sequence}
         for tensor in spec.outputs:
             problem = _check_shape(tensor.name, actual[tensor.name].shape, tensor.shape, sizes)
@@ -138,23 +119,47 @@ def validate_graph(
                     f"{expected[tensor.name].shape}"
                 )
             if problem is not None:
-                report.problems.append(f"batch {batch}, sequence {sequence}: {problem}")
+                problems.append(f"batch {batch}, sequence {sequence}: {problem}")
                 continue
             diff = _max_abs_diff(tensor.name, actual, expected, inputs, valid_mask)
-            run["max_abs_diff"][tensor.name] = diff
-            report.max_abs_diff[tensor.name] = max(report.max_abs_diff.get(tensor.name, 0.0), diff)
+            run_diffs[tensor.name] = diff
+            largest[tensor.name] = max(largest.get(tensor.name, 0.0), diff)
             if not diff <= tolerance:
-                report.problems.append(
+                problems.append(
                     f"batch {batch}, sequence {sequence}: {tensor.name} differs by {diff:.3g} "
                     f"> tolerance {tolerance:g}"
                 )
         if extra_check is not None:
             for name, passed, detail in extra_check(inputs, actual, expected):
-                run[name] = {"passed": passed, "detail": detail}
+                run_checks[name] = CheckResult(passed=passed, detail=detail)
                 if not passed:
-                    report.problems.append(f"batch {batch}, sequence {sequence}: {name}: {detail}")
-        report.runs.append(run)
-    return report
+                    problems.append(f"batch {batch}, sequence {sequence}: {name}: {detail}")
+        runs.append(
+            ShapeRun(
+                batch_size=batch,
+                sequence_length=sequence,
+                max_abs_diff=run_diffs,
+                checks=run_checks,
+            )
+        )
+    return _report(spec, tolerance, largest, runs, problems)
+
+
+def _report(
+    spec: GraphExportSpec,
+    tolerance: float,
+    largest: dict[str, float],
+    runs: list[ShapeRun],
+    problems: list[str],
+) -> VariantReport:
+    return VariantReport(
+        graph=spec.role,
+        tolerance=tolerance,
+        passed=not problems,
+        max_abs_diff=largest,
+        runs=tuple(runs),
+        problems=tuple(problems),
+    )
 
 
 def _max_abs_diff(

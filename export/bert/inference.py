@@ -1,4 +1,10 @@
-"""Run an exported BERT version with ONNX Runtime, for evaluation of what is actually served."""
+"""Run an exported BERT version as the server does, for evaluation of what is actually served.
+
+The vectors and logits come from the served ``BertRuntime`` itself: its tokenization, padding,
+layer choice and pooling, so an evaluation figure is a figure of the server's answers. A
+sentence is the server's text of its words joined by spaces; a word's vector is the mean of
+its word pieces (the pieces are found from the served tokenizer's character offsets).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,30 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
-from export.validate import cpu_session
 from modelrepo import load_checked
+from service.runtime import EmbedOptions, Pooling
+from service.runtime.base import pool
+from service.runtime.bert import BertRuntime
+from service.runtime.session import CPU_FP32
+
+
+def word_spans(words: Sequence[str]) -> list[tuple[int, int]]:
+    """Character (start, end) of each word in ``" ".join(words)``."""
+    spans = []
+    start = 0
+    for word in words:
+        spans.append((start, start + len(word)))
+        start += len(word) + 1
+    return spans
+
+
+def word_pieces(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> list[int]:
+    """The token rows whose characters lie in ``span`` (special tokens have none)."""
+    first, last = span
+    return [
+        row for row, (start, end) in enumerate(offsets) if end > start and first <= start < last
+    ]
 
 
 class OnnxBert:
@@ -17,58 +43,39 @@ class OnnxBert:
 
     def __init__(self, directory: Path) -> None:
         self.spec = load_checked(directory)
-        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
-        self.encoder = cpu_session(directory / self.spec.graph("encoder").file)
-        self.fill_mask = (
-            cpu_session(directory / self.spec.graph("fill_mask").file)
-            if self.spec.supports("fill_mask")
-            else None
-        )
-        self.layer_outputs = [tensor.name for tensor in self.spec.graph("encoder").outputs]
-        self.pad_id = self.spec.special_token_ids["pad"]
-        self.mask_id = self.spec.special_token_ids["mask"]
-
-    def _batch(
-        self, words: Sequence[Sequence[str]]
-    ) -> tuple[dict[str, np.ndarray], list[list[int | None]]]:
-        encodings = self.tokenizer.encode_batch([list(w) for w in words], is_pretokenized=True)
-        width = max(len(encoding.ids) for encoding in encodings)
-        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, encoding in enumerate(encodings):
-            ids[row, : len(encoding.ids)] = encoding.ids
-            mask[row, : len(encoding.ids)] = 1
-        arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        return arrays, [list(encoding.word_ids) for encoding in encodings]
+        self.runtime = BertRuntime(directory, self.spec, CPU_FP32)
 
     def word_vectors(
         self, sentences: Sequence[Sequence[str]], positions: Sequence[int], layer: int | None = None
     ) -> np.ndarray:
         """The vector of word ``positions[i]`` of sentence i: mean of its word pieces."""
         layer = self.spec.num_layers if layer is None else layer
-        arrays, word_ids = self._batch(sentences)
-        (states,) = self.encoder.run([self.layer_outputs[layer]], arrays)
+        texts = [" ".join(words) for words in sentences]
+        items = self.runtime.prepare_embed(texts, EmbedOptions(Pooling.NONE, layers=(layer,)))
+        states = self.runtime.run_embed(items)
+        tokenized = self.runtime.tokenize(texts)
         vectors = []
-        for row, position in enumerate(positions):
-            pieces = [i for i, word in enumerate(word_ids[row]) if word == position]
-            vectors.append(states[row, pieces].mean(axis=0))
+        for words, position, item, state, encoding in zip(
+            sentences, positions, items, states, tokenized, strict=True
+        ):
+            tokens = self.runtime.finish_embed(item, state).vectors
+            pieces = word_pieces(encoding.offsets, word_spans(words)[position])
+            if not pieces:
+                raise ValueError(f"word {position} of {list(words)} has no word piece")
+            vectors.append(pool(tokens[pieces], Pooling.MEAN))
         return np.stack(vectors)
 
     def mask_logits(self, sentences: Sequence[Sequence[str]]) -> np.ndarray:
         """Logits at the single mask token of each sentence: (sentences, vocab)."""
-        if self.fill_mask is None:
+        if self.runtime.fill_mask is None:
             raise ValueError(f"{self.spec.name} has no masked-LM head")
-        arrays, _ = self._batch(sentences)
-        rows, columns = np.nonzero(arrays["input_ids"] == self.mask_id)
-        if len(rows) != len(sentences):
+        items = self.runtime.prepare_fill_mask([" ".join(words) for words in sentences], top_k=1)
+        if any(len(item.mask_positions) != 1 for item in items):
             raise ValueError("every sentence needs exactly one mask token")
-        arrays["mask_positions"] = np.stack([rows, columns], axis=1).astype(np.int64)
-        (logits,) = self.fill_mask.run(["logits"], arrays)
-        return np.asarray(logits)
+        return np.concatenate(self.runtime.run_fill_mask(items))
 
     def single_token_id(self, word: str) -> int | None:
         """The id of ``word`` if it is one word piece, else None."""
-        ids = self.tokenizer.encode([word], is_pretokenized=True, add_special_tokens=False).ids
+        tokenizer = self.runtime.tokenizer
+        ids = tokenizer.encode([word], is_pretokenized=True, add_special_tokens=False).ids
         return ids[0] if len(ids) == 1 else None

@@ -40,7 +40,7 @@ class _AllLayers:
         chosen = list(layers)
 
         def vectors_of(sentences: Sequence[Sequence[str]], positions: Sequence[int]) -> np.ndarray:
-            return np.asarray(self.model.gamma * self(sentences, positions)[chosen].mean(axis=0))
+            return self.model.mix(self(sentences, positions), chosen)
 
         return vectors_of
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import shutil
 import string
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,12 +29,18 @@ from export.validate import (
     Arrays,
     Reference,
     ValidationFailed,
-    ValidationReport,
     ValidMask,
     validate_graph,
 )
-from modelrepo import ModelSpec, sha256_of_files
+from modelrepo import (
+    GraphValidation,
+    ModelSpec,
+    ValidationReport,
+    VariantReport,
+    sha256_of_files,
+)
 from modelrepo.elmo_characters import BOS_TOKEN, EOS_TOKEN, batch_char_ids
+from modelrepo.validation import merged_max
 
 OPTIONS_FILE = "options.json"
 DEFAULT_MAX_SEQUENCE_LENGTH = 512
@@ -150,7 +155,7 @@ def _validate(
     loaded: LoadedElmo,
     spec: ExportSpec,
     shapes: Sequence[tuple[int, int]],
-) -> dict[str, ValidationReport]:
+) -> dict[str, VariantReport]:
     """The shared validation twice: zero initial states (what the server sends) and random."""
     reference = _reference(loaded.model, graph)
     return {
@@ -185,7 +190,7 @@ def export_elmo(
     graph = spec.graph(ROLE)
     shapes = [(b, min(s, max_sequence_length)) for b, s in spec.validation_shapes]
 
-    def build(staging: Path, number: int) -> tuple[ModelSpec, dict[str, Any]]:
+    def build(staging: Path, number: int) -> tuple[ModelSpec, ValidationReport]:
         path = staging / FILE
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -200,28 +205,19 @@ def export_elmo(
             raise ValidationFailed(f"{ROLE}: " + "; ".join(problems))
         shutil.copyfile(loaded.options_path, staging / OPTIONS_FILE)
         model_spec = _model_spec(loaded, spec, name, number, source, max_sequence_length)
-        graph_report = {
-            "file": graph.file,
-            "passed": True,
-            "tolerance": spec.tolerance,
-            "max_abs_diff": _merged_max(reports.values()),
-            "initial_state": {state: report.to_dict() for state, report in reports.items()},
-        }
-        return model_spec, {
-            "passed": True,
-            "tolerance": spec.tolerance,
-            "graphs": {ROLE: graph_report},
-        }
+        graph_report = GraphValidation(
+            file=graph.file,
+            passed=True,
+            tolerance=spec.tolerance,
+            optimized=False,
+            max_abs_diff=merged_max(reports),  # one file serves from any initial state
+            variants=reports,
+        )
+        return model_spec, ValidationReport(
+            passed=True, tolerance=spec.tolerance, graphs={ROLE: graph_report}
+        )
 
     return publish_version(models_dir, name, version, build)
-
-
-def _merged_max(reports: Iterable[ValidationReport]) -> dict[str, float]:
-    merged: dict[str, float] = {}
-    for report in reports:
-        for output, diff in report.max_abs_diff.items():
-            merged[output] = max(merged.get(output, 0.0), diff)
-    return merged
 
 
 def _model_spec(

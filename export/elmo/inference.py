@@ -1,8 +1,9 @@
-"""Run an exported ELMo version with ONNX Runtime, for evaluation of what is actually served.
+"""Run an exported ELMo version as the server does, for evaluation of what is actually served.
 
-Every call starts the biLM from zero LSTM states (as the server does: requests are independent),
-drops the ``<S>``/``</S>`` positions and mixes the chosen layers the way the server's default
-does: ``γ · mean(layers)`` (equal scalar-mix weights; γ from the spec, 1 by default).
+The vectors come from the served ``ElmoRuntime`` itself: a sentence is the server's text of its
+words joined by spaces, every text starts the biLM from zero LSTM states (requests are
+independent), the ``<S>``/``</S>`` positions are dropped, and the chosen layers are mixed by the
+server's own ``mix_layers`` (the mean of the layers, as a request naming those layers gets).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from export.validate import cpu_session
 from modelrepo import load_checked
-from modelrepo.elmo_characters import MAX_CHARACTERS_PER_TOKEN, batch_char_ids
-
-ROLE = "bilm"
+from service.runtime import EmbedOptions, Pooling
+from service.runtime.base import mix_layers
+from service.runtime.elmo import ElmoRuntime
+from service.runtime.session import CPU_FP32
 
 
 class OnnxElmo:
@@ -26,15 +27,7 @@ class OnnxElmo:
         self.spec = load_checked(directory)
         if self.spec.architecture != "elmo":
             raise ValueError(f"{directory} holds a {self.spec.architecture} model, not ELMo")
-        graph = self.spec.graph(ROLE)
-        self.session = cpu_session(directory / graph.file)
-        self.max_chars = int(
-            self.spec.extra.get("max_characters_per_token", MAX_CHARACTERS_PER_TOKEN)
-        )
-        self.gamma = float(self.spec.extra.get("scalar_mix_gamma", 1.0))
-        self.n_states = 2 * self.spec.num_layers
-        self.lstm_dim = _fixed(graph.input("initial_c").shape[2], "initial_c")
-        self.projection_dim = _fixed(graph.input("initial_h").shape[2], "initial_h")
+        self.runtime = ElmoRuntime(directory, self.spec, CPU_FP32)
 
     @property
     def default_layers(self) -> tuple[int, ...]:
@@ -45,17 +38,23 @@ class OnnxElmo:
         ``(B, max words)`` mask of real words (vectors past a sentence's end are zero)."""
         if not sentences:
             raise ValueError("no sentences")
-        char_ids = batch_char_ids(sentences, self.max_chars)
-        batch = char_ids.shape[0]
-        initial_c = np.zeros((self.n_states, batch, self.lstm_dim), dtype=np.float32)
-        initial_h = np.zeros((self.n_states, batch, self.projection_dim), dtype=np.float32)
-        layers, mask = self.session.run(
-            ["layers", "mask"],
-            {"char_ids": char_ids, "initial_c": initial_c, "initial_h": initial_h},
-        )
-        words = np.asarray(mask)[:, 2:]
-        inner = np.asarray(layers)[:, :, 1:-1, :]
-        return np.where(words[None, :, :, None], inner, np.float32(0)), words
+        every = tuple(range(self.spec.num_layers + 1))
+        texts = [" ".join(words) for words in sentences]
+        items = self.runtime.prepare_embed(texts, EmbedOptions(Pooling.NONE, layers=every))
+        states = self.runtime.run_embed(items)
+        width = max(len(item.tokens) for item in items)
+        layers = np.zeros((len(every), len(items), width, self.spec.hidden_size), np.float32)
+        mask = np.zeros((len(items), width), dtype=bool)
+        for row, (item, per_layer) in enumerate(zip(items, states, strict=True)):
+            layers[:, row, : len(item.tokens)] = np.stack(per_layer)
+            mask[row, : len(item.tokens)] = True
+        return layers, mask
+
+    def mix(self, per_layer: np.ndarray, layers: Sequence[int]) -> np.ndarray:
+        """``(n_layers + 1, n, dim)`` vectors → ``(n, dim)``: ``layers`` mixed as served."""
+        chosen = tuple(layers)
+        options = EmbedOptions(Pooling.NONE, layers=chosen)
+        return mix_layers(tuple(per_layer[layer] for layer in chosen), options, self.runtime.gamma)
 
     def word_vectors(
         self,
@@ -63,8 +62,8 @@ class OnnxElmo:
         positions: Sequence[int],
         layers: Sequence[int] | None = None,
     ) -> np.ndarray:
-        """The vector of word ``positions[i]`` of sentence i: ``γ · mean`` of ``layers``
-        (default: the spec's default layers, i.e. the served equal-weight mix)."""
+        """The vector of word ``positions[i]`` of sentence i, ``layers`` mixed as served
+        (default: the spec's default layers, i.e. the served default)."""
         if len(positions) != len(sentences):
             raise ValueError(f"{len(sentences)} sentences but {len(positions)} positions")
         chosen = list(self.default_layers if layers is None else layers)
@@ -73,12 +72,12 @@ class OnnxElmo:
         for sentence, position in zip(sentences, positions, strict=True):
             if not 0 <= position < len(sentence):
                 raise ValueError(f"position {position} is outside a {len(sentence)}-word sentence")
-        all_layers, _ = self.layers(sentences)
-        mixed = self.gamma * all_layers[chosen].mean(axis=0)
-        return np.asarray(mixed[np.arange(len(positions)), np.asarray(positions)])
-
-
-def _fixed(dim: int | str, name: str) -> int:
-    if not isinstance(dim, int):
-        raise ValueError(f"{name}: the state width must be a fixed size, got axis {dim!r}")
-    return dim
+        texts = [" ".join(words) for words in sentences]
+        items = self.runtime.prepare_embed(texts, EmbedOptions(Pooling.NONE, layers=tuple(chosen)))
+        states = self.runtime.run_embed(items)
+        return np.stack(
+            [
+                self.runtime.finish_embed(item, state).vectors[position]
+                for item, state, position in zip(items, states, positions, strict=True)
+            ]
+        )

@@ -142,6 +142,8 @@ class LstmStack(nn.Module):
 
     Steps where ``mask`` is False leave the state unchanged and output zeros. With skip
     connections, layers >= 1 output ``h + input`` (the recurrent state stays ``h``).
+    This one loop serves inference, the exported graph and training (which alone passes
+    ``dropout``).
     """
 
     use_skip_connections: Final[bool]
@@ -156,11 +158,19 @@ class LstmStack(nn.Module):
         )
 
     def forward(
-        self, inputs: Tensor, mask: Tensor, initial_c: Tensor, initial_h: Tensor
+        self,
+        inputs: Tensor,
+        mask: Tensor,
+        initial_c: Tensor,
+        initial_h: Tensor,
+        dropout: float = 0.0,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``inputs (B, T, proj)``, ``mask (B, T)`` bool, states ``(n_layers, B, dim)``.
 
         Returns the layer outputs ``(n_layers, B, T, proj)`` and the final ``c`` and ``h``.
+        With ``dropout > 0`` and the module in training mode, each layer's input is dropped out
+        first, as bilm-tf's ``DropoutWrapper(input_keep_prob)`` does; the skip connection then
+        adds the dropped-out input, as its ``ResidualWrapper`` sits inside the dropout wrapper.
         """
         valid = mask.unsqueeze(2)
         outputs: list[Tensor] = []
@@ -168,6 +178,8 @@ class LstmStack(nn.Module):
         final_h: list[Tensor] = []
         x = inputs
         for layer, cell in enumerate(self.cells):
+            if dropout > 0.0:
+                x = nn.functional.dropout(x, dropout, self.training)
             c = initial_c[layer]
             h = initial_h[layer]
             steps: list[Tensor] = []

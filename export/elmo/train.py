@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from export.batches import length_bucketed_batches
-from export.elmo.model import ElmoBiLm, LstmCellWithProjection, LstmStack
+from export.elmo.model import ElmoBiLm
 from export.elmo.options import INFERENCE_N_CHARACTERS, ElmoOptions
 from export.elmo.weights import save_hdf5_weights
 from export.progress import training_progress
@@ -157,8 +157,8 @@ def bilm_top_layers(
     ``mask (B, T)`` is True on those positions (a prefix of each row). Returns the forward top
     layer ``(B, T, proj)`` in time order, the backward top layer ``(B, T, proj)`` in *reversed*
     time order (position ``s`` of row ``b`` is time ``length_b - 1 - s``; padding stays at the
-    end), and the reversing index ``(B, T)``. ``dropout`` applies to every layer's input
-    (training only; see ``run_lstm_stack``).
+    end), and the reversing index ``(B, T)``. Both stacks start from zero states and run their
+    own ``LstmStack.forward``; ``dropout`` applies to every layer's input in training mode.
     """
     tokens = torch.where(mask.unsqueeze(2), token_vectors, torch.zeros_like(token_vectors))
     lengths = mask.sum(dim=1)
@@ -166,37 +166,13 @@ def bilm_top_layers(
     last = lengths.unsqueeze(1) - 1
     reverse = torch.where(positions <= last, last - positions, positions)
     reversed_tokens = torch.gather(tokens, 1, reverse.unsqueeze(2).expand_as(tokens))
-    forward_top = run_lstm_stack(model.forward_lstm, tokens, mask, dropout)
-    backward_top = run_lstm_stack(model.backward_lstm, reversed_tokens, mask, dropout)
-    return forward_top, backward_top, reverse
-
-
-def run_lstm_stack(stack: LstmStack, inputs: Tensor, mask: Tensor, dropout: float) -> Tensor:
-    """The top output of ``stack`` from zero states: ``LstmStack.forward``'s loop, step for step.
-
-    With ``dropout > 0`` and the stack in training mode, each layer's input is dropped out
-    first, as bilm-tf's ``DropoutWrapper(input_keep_prob)`` does; the skip connection then adds
-    the dropped-out input, as its ``ResidualWrapper`` sits inside the dropout wrapper.
-    """
-    valid = mask.unsqueeze(2)
-    x = inputs
-    for layer, cell in enumerate(stack.cells):
-        assert isinstance(cell, LstmCellWithProjection)
-        layer_input = nn.functional.dropout(x, dropout, stack.training) if dropout > 0 else x
-        c = inputs.new_zeros(inputs.size(0), cell.cell_dim)
-        h = inputs.new_zeros(inputs.size(0), cell.projection.size(1))
-        steps: list[Tensor] = []
-        for t in range(layer_input.size(1)):
-            step_valid = valid.select(1, t)
-            new_c, new_h = cell(layer_input.select(1, t), c, h)
-            c = torch.where(step_valid, new_c, c)
-            h = torch.where(step_valid, new_h, h)
-            steps.append(new_h)
-        layer_output = torch.stack(steps, dim=1)
-        if stack.use_skip_connections and layer > 0:
-            layer_output = layer_output + layer_input
-        x = torch.where(valid, layer_output, torch.zeros_like(layer_output))
-    return x
+    initial_c, initial_h = (state.to(tokens) for state in model.zero_state(mask.size(0)))
+    n = model.n_layers
+    forward_layers, _, _ = model.forward_lstm(tokens, mask, initial_c[:n], initial_h[:n], dropout)
+    backward_layers, _, _ = model.backward_lstm(
+        reversed_tokens, mask, initial_c[n:], initial_h[n:], dropout
+    )
+    return forward_layers[-1], backward_layers[-1], reverse
 
 
 class BiLmTrainer(nn.Module):

@@ -1,4 +1,4 @@
-"""The ``python -m export word2vec`` command: its arguments, training and import.
+"""The ``python -m export word2vec`` command: its arguments, training, import and evaluation.
 
 python -m export word2vec --train [--cbow] [--hs] [--dim N] [--epochs N] [--window N]
 python -m export word2vec --from-file PATH [--binary] --name NAME [--version N]
@@ -11,20 +11,49 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
 from export.checkpoints import training_checkpoint_dir
+from export.console import console, report_export
+from export.corpus import Corpus, load_or_generate
+from export.requests import Commands, Target, TargetOptions, Workspace, add_workspace_options
+from export.spec import ExportSpec
 
-_TRAINING_FLAGS = ("cbow", "hs", "dim", "epochs", "window", "checkpoint_dir")
+TARGET = TargetOptions("word2vec", "saves the C binary vectors", with_steps=False)
 
 
-def add_word2vec_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    """The ``word2vec`` subcommand; ``common`` adds the options every subcommand shares."""
+@dataclass(frozen=True)
+class Word2VecTrainRequest:
+    """Train with gensim on the generated corpus; ``None`` keeps the recipe's value."""
+
+    workspace: Workspace
+    target: Target
+    cbow: bool = False
+    hierarchical_softmax: bool = False
+    dim: int | None = None
+    epochs: int | None = None
+    window: int | None = None
+    with_similarity: bool = True
+
+
+@dataclass(frozen=True)
+class Word2VecImportRequest:
+    """Import vectors in the C word2vec text or binary format."""
+
+    workspace: Workspace
+    target: Target
+    path: Path
+    binary: bool = False
+    with_similarity: bool = True
+
+
+Word2VecRequest = Word2VecTrainRequest | Word2VecImportRequest
+
+
+def add_command(commands: Commands) -> None:
     parser = commands.add_parser(
         "word2vec", help="train word2vec with gensim or import the C formats, and export it"
     )
@@ -48,50 +77,82 @@ def add_word2vec_parser(
         action="store_true",
         help="export the lookup graph only (no MostSimilar; halves the size)",
     )
-    parser.add_argument("--name", default="word2vec", help="model name in the repository")
-    parser.add_argument("--version", type=int, help="version number (default: next free)")
-    parser.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        help="where training saves the C binary vectors (default: build/checkpoints/NAME)",
-    )
-    common(parser)
+    TARGET.add(parser)
+    add_workspace_options(parser)
+    parser.set_defaults(build=request_from, func=run)
 
 
-def check_arguments(args: argparse.Namespace) -> None:
+def request_from(args: argparse.Namespace, workspace: Workspace) -> Word2VecRequest:
     """Refuse flags that do not go with the chosen source."""
-    if args.train and args.binary:
-        raise SystemExit("--binary describes the file of --from-file; it does not go with --train")
-    if not args.train:
-        given = [f"--{flag.replace('_', '-')}" for flag in _TRAINING_FLAGS if getattr(args, flag)]
-        if given:
-            raise SystemExit(f"{', '.join(given)} only go with --train")
+    target = TARGET.read(args)
+    with_similarity = not args.no_similarity
+    if args.train:
+        if args.binary:
+            raise SystemExit(
+                "--binary describes the file of --from-file; it does not go with --train"
+            )
+        return Word2VecTrainRequest(
+            workspace,
+            target,
+            cbow=args.cbow,
+            hierarchical_softmax=args.hs,
+            dim=args.dim,
+            epochs=args.epochs,
+            window=args.window,
+            with_similarity=with_similarity,
+        )
+    training_only = {
+        "--cbow": args.cbow,
+        "--hs": args.hs,
+        "--dim": args.dim,
+        "--epochs": args.epochs,
+        "--window": args.window,
+        "--checkpoint-dir": args.checkpoint_dir,
+    }
+    given = [flag for flag, value in training_only.items() if value]
+    if given:
+        raise SystemExit(f"{', '.join(given)} only go with --train")
+    return Word2VecImportRequest(workspace, target, args.from_file, args.binary, with_similarity)
+
+
+def run(request: Word2VecRequest) -> Path:
+    started = time.perf_counter()
+    if isinstance(request, Word2VecTrainRequest):
+        return report_export(train(request), started)
+    return report_export(import_from_file(request), started)
+
+
+def default_training(workspace: Workspace, name: str) -> Word2VecTrainRequest:
+    return Word2VecTrainRequest(workspace, Target(name))
+
+
+def train(request: Word2VecTrainRequest) -> Path:
+    """Train on the generated corpus's training split and import the result."""
+    workspace = request.workspace
+    corpus = load_or_generate(workspace.corpus_dir, workspace.corpus_config)
+    return train_and_import(request, corpus.train.sentences, console)
 
 
 def train_and_import(
-    args: argparse.Namespace,
-    sentences: Sequence[str],
-    name: str,
-    version: int | None,
-    console: Console,
+    request: Word2VecTrainRequest, sentences: Sequence[str], console: Console
 ) -> Path:
-    """Train on ``sentences``, save the C binary file, import it (also for ``defaults``)."""
-    from dataclasses import replace
-
+    """Train on ``sentences``, save the C binary file, import it."""
     from export.word2vec.exporter import import_word2vec
     from export.word2vec.train import Word2VecTrainingConfig, save_vectors, train_word2vec
 
+    workspace, target = request.workspace, request.target
+    recipe = Word2VecTrainingConfig()
     config = Word2VecTrainingConfig(
-        seed=args.seed,
-        cbow=getattr(args, "cbow", False),
-        hierarchical_softmax=getattr(args, "hs", False),
+        seed=workspace.seed,
+        cbow=request.cbow,
+        hierarchical_softmax=request.hierarchical_softmax,
+        dim=request.dim or recipe.dim,
+        epochs=request.epochs or recipe.epochs,
+        window=request.window or recipe.window,
     )
-    for flag in ("dim", "epochs", "window"):
-        if getattr(args, flag, None):
-            config = replace(config, **{flag: getattr(args, flag)})
-    checkpoint = training_checkpoint_dir(args, name)
+    checkpoint = training_checkpoint_dir(target)
     started = time.perf_counter()
-    vectors = train_word2vec(sentences, config, show_progress=not args.no_progress)
+    vectors = train_word2vec(sentences, config, show_progress=workspace.show_progress)
     path = save_vectors(vectors, checkpoint)
     console.print(
         f"trained {config.describe()['objective']} in "
@@ -100,23 +161,37 @@ def train_and_import(
     return import_word2vec(
         path,
         True,
-        args.models_dir,
-        name,
-        version,
-        with_similarity=not getattr(args, "no_similarity", False),
-        extra={"training": config.describe(), "corpus_seed": args.seed},
+        workspace.models_dir,
+        target.name,
+        target.version,
+        with_similarity=request.with_similarity,
+        extra={"training": config.describe(), "corpus_seed": workspace.seed},
     )
 
 
-def import_from_file(args: argparse.Namespace) -> Path:
+def import_from_file(request: Word2VecImportRequest) -> Path:
     """``--from-file PATH [--binary]``."""
     from export.word2vec.exporter import import_word2vec
 
     return import_word2vec(
-        args.from_file,
-        args.binary,
-        args.models_dir,
-        args.name,
-        args.version,
-        with_similarity=not args.no_similarity,
+        request.path,
+        request.binary,
+        request.workspace.models_dir,
+        request.target.name,
+        request.target.version,
+        with_similarity=request.with_similarity,
     )
+
+
+def evaluate(directory: Path, corpus: Corpus) -> dict[str, object]:
+    """Neighbour topic purity, polysemous neighbours, identical occurrences, polysemy gap."""
+    from export.word2vec.evaluate import evaluate_word2vec
+    from export.word2vec.inference import OnnxWord2Vec
+
+    return dict(evaluate_word2vec(OnnxWord2Vec(directory), corpus.heldout))
+
+
+def export_spec_factory() -> Callable[..., ExportSpec]:
+    from export.word2vec.graphs import word2vec_export_spec
+
+    return word2vec_export_spec

@@ -17,7 +17,13 @@ from gensim.models import KeyedVectors
 
 from export.publish import publish_version
 from export.spec import ExportSpec, GraphExportSpec
-from export.validate import Arrays, ValidationFailed, ValidationReport, cpu_session, validate_graph
+from export.validate import (
+    Arrays,
+    ValidationFailed,
+    cpu_session,
+    raise_unless_passed,
+    validate_graph,
+)
 from export.word2vec.graphs import (
     LOOKUP_TOLERANCE,
     lookup_model,
@@ -26,7 +32,15 @@ from export.word2vec.graphs import (
     unit_rows,
     word2vec_export_spec,
 )
-from modelrepo import ModelSpec, sha256_of_files
+from modelrepo import (
+    CheckResult,
+    GraphValidation,
+    ModelSpec,
+    ValidationReport,
+    VariantReport,
+    sha256_of_files,
+)
+from modelrepo.validation import UNOPTIMIZED
 from modelrepo.vocabulary import VOCABULARY_FILE, read_vocabulary, write_vocabulary
 
 log = logging.getLogger(__name__)
@@ -92,7 +106,7 @@ class _SimilarityQueries:
 
 def _validate_lookup(
     path: Path, graph: GraphExportSpec, vectors: KeyedVectors, words: list[str], spec: ExportSpec
-) -> dict[str, Any]:
+) -> GraphValidation:
     """Exact at the validation shapes (looked up by word in gensim), then every row compared."""
 
     def reference(inputs: Arrays) -> Arrays:
@@ -108,19 +122,20 @@ def _validate_lookup(
         LOOKUP_TOLERANCE,
         spec.validation_shapes,
     )
-    _raise_unless_passed(report)
+    raise_unless_passed(report)
     session = cpu_session(path)
     for start in range(0, len(words), _ROWS_PER_CHECK):
         ids = np.arange(start, min(start + _ROWS_PER_CHECK, len(words)), dtype=np.int64)
         (rows,) = session.run(["vectors"], {"input_ids": ids[None]})
         if not np.array_equal(rows[0], vectors.vectors[ids]):
             raise ValidationFailed(f"lookup: rows {start}.. differ from gensim's vectors")
-    return {**_entry(graph, report), "all_rows_identical": True, "rows": len(words)}
+    every_row = CheckResult(passed=True, detail=f"{len(words)} rows compared")
+    return _entry(graph, report, {"all_rows_identical": every_row})
 
 
 def _validate_similarity(
     path: Path, graph: GraphExportSpec, vectors: KeyedVectors, spec: ExportSpec
-) -> dict[str, Any]:
+) -> GraphValidation:
     """Scores against gensim's own ``most_similar(topn=None)`` for the same query vectors."""
 
     def reference(inputs: Arrays) -> Arrays:
@@ -143,23 +158,25 @@ def _validate_similarity(
             spec.validation_shapes,
             with_direction,
         )
-    _raise_unless_passed(report)
+    raise_unless_passed(report)
     return _entry(graph, report)
 
 
-def _raise_unless_passed(report: ValidationReport) -> None:
-    if not report.passed:
-        raise ValidationFailed(f"{report.graph}: " + "; ".join(report.problems))
-
-
-def _entry(graph: GraphExportSpec, report: ValidationReport) -> dict[str, Any]:
-    """One graph's part of validation.json (the layout BERT's report uses; never optimized)."""
-    return {
-        "file": graph.file,
-        "optimized": False,
-        "unoptimized": report.to_dict(),
-        "optimized_report": None,
-    }
+def _entry(
+    graph: GraphExportSpec,
+    report: VariantReport,
+    checks: dict[str, CheckResult] | None = None,
+) -> GraphValidation:
+    """One graph's part of validation.json: one variant, never optimized."""
+    return GraphValidation(
+        file=graph.file,
+        passed=report.passed,
+        tolerance=report.tolerance,
+        optimized=False,
+        max_abs_diff=report.max_abs_diff,
+        variants={UNOPTIMIZED: report},
+        checks=checks or {},
+    )
 
 
 def export_word2vec(
@@ -184,11 +201,11 @@ def export_word2vec(
             unreachable,
         )
 
-    def build(staging: Path, number: int) -> tuple[ModelSpec, dict[str, Any]]:
+    def build(staging: Path, number: int) -> tuple[ModelSpec, ValidationReport]:
         write_vocabulary(staging / VOCABULARY_FILE, words)
         if read_vocabulary(staging / VOCABULARY_FILE) != words:
             raise ValidationFailed(f"{VOCABULARY_FILE} does not read back as written")
-        reports: dict[str, Any] = {}
+        reports: dict[str, GraphValidation] = {}
         lookup = spec.graph("lookup")
         save_model(lookup_model(lookup, matrix), staging / lookup.file)
         reports["lookup"] = _validate_lookup(staging / lookup.file, lookup, vectors, words, spec)
@@ -221,8 +238,7 @@ def export_word2vec(
                 **(extra or {}),
             },
         )
-        report = {"passed": True, "tolerance": spec.tolerance, "graphs": reports}
-        return model_spec, report
+        return model_spec, ValidationReport(passed=True, tolerance=spec.tolerance, graphs=reports)
 
     return publish_version(models_dir, name, version, build)
 

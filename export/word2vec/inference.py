@@ -1,4 +1,11 @@
-"""Run an exported word2vec version with ONNX Runtime, for evaluation of what is served."""
+"""Run an exported word2vec version as the server does, for evaluation of what is served.
+
+Vectors come from the served ``Word2VecRuntime``'s ``embed_now`` and neighbours from its
+``most_similar``, so an evaluation figure is a figure of the server's answers. A version
+exported without its similarity graph has no served ``most_similar``: its neighbours are then
+scored in numpy over the served vectors, by the same rule (cosine, the word itself excluded,
+ties by row).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from export.validate import cpu_session
 from export.word2vec.graphs import unit_rows
 from modelrepo import load_checked
-from modelrepo.vocabulary import VOCABULARY_FILE, read_vocabulary
+from service.runtime import EmbedOptions, Pooling
+from service.runtime.session import CPU_FP32
+from service.runtime.word2vec import Word2VecRuntime
+
+ONE_WORD_EACH = EmbedOptions(Pooling.NONE, layers=(0,))
 
 
 class OnnxWord2Vec:
@@ -18,27 +28,31 @@ class OnnxWord2Vec:
 
     def __init__(self, directory: Path) -> None:
         self.spec = load_checked(directory)
-        self.words = read_vocabulary(directory / VOCABULARY_FILE)
-        self.index = {word: row for row, word in enumerate(self.words)}
-        self.lookup = cpu_session(directory / self.spec.graph("lookup").file)
-        self.similarity = (
-            cpu_session(directory / self.spec.graph("similarity").file)
-            if self.spec.supports("most_similar")
-            else None
-        )
+        self.runtime = Word2VecRuntime(directory, self.spec, CPU_FP32)
+        self.words = self.runtime.words
+        self.index = self.runtime.index
         self._unit: np.ndarray | None = None
 
     def vectors(self, words: Sequence[str]) -> np.ndarray:
-        """(len(words), dim): the lookup graph's vectors (KeyError for an unknown word)."""
-        ids = np.asarray([[self.index[word] for word in words]], dtype=np.int64)
-        (found,) = self.lookup.run(["vectors"], {"input_ids": ids})
-        return np.asarray(found[0])
+        """(len(words), dim): the served vectors (KeyError for an unknown word)."""
+        for word in words:
+            if word not in self.index:
+                raise KeyError(word)
+        if not words:
+            return np.zeros((0, self.runtime.dim), dtype=np.float32)
+        results = self.runtime.embed_now(list(words), ONE_WORD_EACH)
+        for word, result in zip(words, results, strict=True):
+            if result.tokens != (word,):
+                raise ValueError(f"{word!r} is not one word to the server: {result.tokens}")
+        return np.concatenate([result.vectors for result in results])
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         """(n, vocab) cosine of each unit query with every word (numpy without a similarity
         graph)."""
-        if self.similarity is not None:
-            (found,) = self.similarity.run(["scores"], {"query": queries.astype(np.float32)})
+        if self.runtime.similarity is not None:
+            (found,) = self.runtime.similarity.run(
+                ["scores"], {"query": queries.astype(np.float32)}
+            )
             return np.asarray(found)
         if self._unit is None:
             self._unit = unit_rows(self.vectors(self.words))
@@ -46,6 +60,11 @@ class OnnxWord2Vec:
 
     def neighbours(self, words: Sequence[str], k: int, batch: int = 64) -> list[list[str]]:
         """The ``k`` nearest words of each word by cosine, the word itself excluded."""
+        if self.runtime.similarity is not None:
+            return [
+                [neighbour.word for neighbour in self.runtime.most_similar([word], [], k)]
+                for word in words
+            ]
         result: list[list[str]] = []
         for start in range(0, len(words), batch):
             chunk = list(words[start : start + batch])

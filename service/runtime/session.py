@@ -1,5 +1,10 @@
 """ONNX Runtime sessions: provider choice (CUDA, then CPU), threads, and running a graph.
 
+``open_session`` is the one place an ``InferenceSession`` is configured: the server's graphs,
+the raw-engine benchmark and export validation all open theirs with it, so they measure and
+check the engine exactly as it serves; where they differ (validation and the benchmark run on
+CPU, the benchmark with its own thread count) that is a ``SessionOptions`` field.
+
 On CUDA the inputs are copied once and the outputs asked for are bound to the GPU with
 IOBinding, so no other output leaves the device; on CPU a plain ``run`` is already copy-free.
 What actually runs is read from ``session.get_providers()``: ``onnxruntime-gpu`` lists CUDA as
@@ -35,9 +40,16 @@ _ORT_TYPES = {
 
 @dataclass(frozen=True)
 class SessionOptions:
+    """How a session runs: where (``auto``: CUDA when ONNX Runtime can use it) and on how many
+    threads (``intra_op_threads`` 0: one per physical core)."""
+
     device: Device = "auto"
     intra_op_threads: int = 0
     inter_op_threads: int = 1
+
+
+CPU_FP32 = SessionOptions(device="cpu")
+"""The server's settings on CPU: validation and evaluation compare against CPU fp32 numbers."""
 
 
 def check_single_onnxruntime() -> None:
@@ -71,26 +83,40 @@ def _providers(device: Device) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def open_session(path: Path, options: SessionOptions, what: str = "") -> ort.InferenceSession:
+    """An ONNX Runtime session for the graph at ``path``, configured as the server runs it.
+
+    Operators run one after another (``inter_op_threads`` only matters to a parallel
+    executor), with every graph optimization and warnings silenced. Asking for ``cuda`` and
+    getting CPU is an error, never a silent fallback.
+    """
+    settings = ort.SessionOptions()
+    settings.intra_op_num_threads = options.intra_op_threads
+    settings.inter_op_num_threads = options.inter_op_threads
+    settings.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    settings.log_severity_level = 3
+    session = ort.InferenceSession(str(path), settings, providers=_providers(options.device))
+    if options.device == "cuda" and session_device(session) != "cuda":
+        raise RuntimeError(
+            f"{what or path}: CUDA was asked for but ONNX Runtime fell back to CPU (are the "
+            "CUDA libraries installed?)"
+        )
+    return session
+
+
+def session_device(session: ort.InferenceSession) -> str:
+    """Where the session actually runs, ``cuda`` or ``cpu`` (``get_providers`` lists what it
+    ended up with)."""
+    return "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
+
+
 class GraphSession:
     """One ONNX graph loaded for serving and checked against its declared spec."""
 
     def __init__(self, path: Path, graph: GraphSpec, options: SessionOptions, what: str) -> None:
-        session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = options.intra_op_threads
-        session_options.inter_op_num_threads = options.inter_op_threads
-        session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(path), session_options, providers=_providers(options.device)
-        )
-        ran = self.session.get_providers()
-        if options.device == "cuda" and "CUDAExecutionProvider" not in ran:
-            raise RuntimeError(
-                f"{what}: CUDA was asked for but ONNX Runtime fell back to CPU (are the CUDA "
-                "libraries installed?)"
-            )
-        self.device = "cuda" if "CUDAExecutionProvider" in ran else "cpu"
+        self.session = open_session(path, options, what)
+        self.device = session_device(self.session)
         check_tensors(graph.inputs, self._describe(self.session.get_inputs()), f"{what} inputs")
         check_tensors(graph.outputs, self._describe(self.session.get_outputs()), f"{what} outputs")
         log.info("%s: loaded %s on %s", what, path.name, self.device)

@@ -20,6 +20,17 @@ FORBIDDEN = {
     "export": {"service"},
 }
 
+# Evaluation runs the served runtime itself, so ``export`` may import ``service.runtime`` and
+# nothing else of ``service`` (the types its methods take, ``EmbedOptions`` and ``Pooling``, are
+# re-exported by ``service.runtime.base``). What the runtime needs of the rest of ``service`` is
+# a fixed list, and nothing else of ``service`` may be reached from ``export`` or the runtime.
+RUNTIME = "service.runtime"
+RUNTIME_INTERFACE: tuple[str, ...] = ()
+RUNTIME_NEEDS = frozenset({"service", "service.domain", "service.errors"})  # modules, exactly
+# package → project modules it may reach although its FORBIDDEN set names their top level
+ALLOWED = {"export": (RUNTIME,)}  # these packages and everything in them
+ALLOWED_MODULES = {"export": RUNTIME_NEEDS}  # these modules only
+
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
@@ -45,6 +56,14 @@ def project_files() -> dict[str, Path]:
     return files
 
 
+def within(name: str, prefixes: tuple[str, ...] | frozenset[str]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+def in_package(name: str, package: str) -> bool:
+    return within(name, (package.replace("/", "."),))
+
+
 def reachable(start: str, files: dict[str, Path]) -> set[str]:
     """Every module imported from ``start``, following project modules transitively."""
     imported: set[str] = set()
@@ -64,15 +83,53 @@ def reachable(start: str, files: dict[str, Path]) -> set[str]:
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_layer_does_not_import_what_it_must_not(package: str) -> None:
     files = project_files()
-    prefix = package.replace("/", ".")
+    allowed = ALLOWED.get(package, ())
+    allowed_modules = ALLOWED_MODULES.get(package, frozenset())
     violations = []
     for name in sorted(files):
-        if name != prefix and not name.startswith(prefix + "."):
+        if not in_package(name, package):
             continue
         for imported in reachable(name, files):
+            if within(imported, allowed) or imported in allowed_modules:
+                continue
             top = imported.split(".")[0]
             if top in FORBIDDEN[package] or imported.startswith(
                 tuple(f"{forbidden}." for forbidden in FORBIDDEN[package] if "." in forbidden)
             ):
                 violations.append(f"{name} → {imported}")
-    assert not violations, f"{package} must not import {sorted(FORBIDDEN[package])}: {violations}"
+    assert not violations, (
+        f"{package} must not import {sorted(FORBIDDEN[package])} (allowed: "
+        f"{[*allowed, *sorted(allowed_modules)]}): {violations}"
+    )
+
+
+def test_export_imports_nothing_of_service_but_the_runtime() -> None:
+    """Directly, an export module imports of ``service`` only the runtime and its types."""
+    files = project_files()
+    allowed = (RUNTIME, *RUNTIME_INTERFACE)
+    violations = [
+        f"{name} → {imported}"
+        for name in sorted(files)
+        if in_package(name, "export")
+        for imported in imports_of(files[name])
+        if in_package(imported, "service") and not within(imported, allowed)
+    ]
+    assert not violations, f"export may import only {list(allowed)} of service: {violations}"
+
+
+def test_the_runtime_reaches_only_its_listed_service_modules() -> None:
+    """What ``export`` reaches through the runtime stays this list: a new ``service`` import in
+    the runtime (config, metrics, the batcher…) fails here, not silently in ``export``."""
+    files = project_files()
+    violations = [
+        f"{name} → {imported}"
+        for name in sorted(files)
+        if in_package(name, RUNTIME)
+        for imported in reachable(name, files)
+        if in_package(imported, "service")
+        and not within(imported, (RUNTIME,))
+        and imported not in RUNTIME_NEEDS
+    ]
+    assert not violations, (
+        f"{RUNTIME} may reach only {sorted(RUNTIME_NEEDS)} of the rest of service: {violations}"
+    )

@@ -132,14 +132,13 @@ def test_validation_report_records_both_graph_forms(mlm_import: tuple[Path, Path
     assert report["passed"] is True
     for role in ("encoder", "fill_mask"):
         graph = report["graphs"][role]
-        assert graph["unoptimized"]["passed"] is True
-        shapes = [
-            (run["batch_size"], run["sequence_length"]) for run in graph["unoptimized"]["runs"]
-        ]
+        unoptimized = graph["variants"]["unoptimized"]
+        assert unoptimized["passed"] is True
+        shapes = [(run["batch_size"], run["sequence_length"]) for run in unoptimized["runs"]]
         assert shapes == SHAPES
-        assert max(graph["unoptimized"]["max_abs_diff"].values()) <= 1e-4
-    fill_runs = report["graphs"]["fill_mask"]["unoptimized"]["runs"]
-    assert all(run["top5_identical"]["passed"] for run in fill_runs)
+        assert max(unoptimized["max_abs_diff"].values()) <= 1e-4
+    fill_runs = report["graphs"]["fill_mask"]["variants"]["unoptimized"]["runs"]
+    assert all(run["checks"]["top5_identical"]["passed"] for run in fill_runs)
 
 
 def test_existing_version_is_never_overwritten(mlm_import: tuple[Path, Path]) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from export import corpus as corpus_module
 from export.corpus import (
     FUNCTION_WORDS,
     POLYSEMOUS_WORDS,
@@ -23,10 +22,12 @@ from export.corpus import (
     generate_corpus,
     lexicon_problems,
     load_or_generate,
+    load_topics,
     read_corpus,
     word_topics,
     write_corpus,
 )
+from export.lexicon import writer as corpus_writer
 
 SMALL = CorpusConfig(seed=7, train_tokens=50_000, heldout_sentences=300)
 
@@ -122,7 +123,7 @@ def test_no_adjective_belongs_to_a_polysemous_word(small: Corpus) -> None:
     """The adjective before a polysemous noun is one its topic's ordinary nouns also take: the
     word has no collocation of its own, only the topic around it tells its sense."""
     ordinary_adjectives: dict[str, set[str]] = {}
-    for topic in corpus_module._topics():
+    for topic in load_topics():
         for noun in topic.nouns:
             if noun.name not in POLYSEMOUS_WORDS:
                 ordinary_adjectives.setdefault(topic.name, set()).update(noun.adjectives)
@@ -181,7 +182,7 @@ def test_load_or_generate_reuses_matching_files(
         raise AssertionError("should have reused the files")
 
     with monkeypatch.context() as patch:
-        patch.setattr(corpus_module, "generate_corpus", no_generation)
+        patch.setattr(corpus_writer, "generate_corpus", no_generation)
         assert load_or_generate(tmp_path, SMALL) == small
 
     other = CorpusConfig(seed=SMALL.seed, train_tokens=20_000, heldout_sentences=100)
@@ -204,7 +205,7 @@ def test_a_polysemous_noun_has_its_topic_on_both_sides(small: Corpus) -> None:
 
 
 def test_a_polysemous_first_object_is_followed_by_one_of_its_places(small: Corpus) -> None:
-    topics = {topic.name: topic for topic in corpus_module._topics()}
+    topics = {topic.name: topic for topic in load_topics()}
     verbs = {verb for topic in topics.values() for verb in topic.person_of_verb}
     seen = 0
     for occurrence in small.train.senses:

@@ -104,10 +104,14 @@ def test_repository_entry(kind: str, files: dict[str, Path], imported: dict[str,
     report = json.loads((directory / "validation.json").read_text())
     assert report["passed"] is True
     lookup = report["graphs"]["lookup"]
-    assert lookup["unoptimized"]["max_abs_diff"]["vectors"] == 0.0
-    assert lookup["all_rows_identical"] is True and lookup["rows"] == spec.extra["vocab_size"]
-    assert report["graphs"]["similarity"]["unoptimized"]["max_abs_diff"]["scores"] <= 1e-5
-    shapes = [(r["batch_size"], r["sequence_length"]) for r in lookup["unoptimized"]["runs"]]
+    assert lookup["variants"]["unoptimized"]["max_abs_diff"]["vectors"] == 0.0
+    every_row = lookup["checks"]["all_rows_identical"]
+    assert every_row["passed"] is True
+    assert every_row["detail"] == f"{spec.extra['vocab_size']} rows compared"
+    similarity = report["graphs"]["similarity"]["variants"]["unoptimized"]
+    assert similarity["max_abs_diff"]["scores"] <= 1e-5
+    runs = lookup["variants"]["unoptimized"]["runs"]
+    shapes = [(r["batch_size"], r["sequence_length"]) for r in runs]
     assert shapes == [(1, 8), (3, 33), (5, 96)]
 
 

@@ -10,8 +10,10 @@ import pytest
 from gensim.models import KeyedVectors
 from rich.console import Console
 
-from export.__main__ import build_parser
-from export.word2vec.cli import train_and_import
+from export.__main__ import parse
+from export.commands import DefaultsRequest
+from export.registry import ARCHITECTURES
+from export.word2vec.cli import Word2VecTrainRequest, train_and_import
 from export.word2vec.inference import OnnxWord2Vec
 from export.word2vec.train import Word2VecTrainingConfig, save_vectors, train_word2vec
 from modelrepo import load_checked
@@ -66,7 +68,7 @@ def test_saved_binary_file_round_trips(sentences: list[str], tmp_path: Path) -> 
 
 
 def test_train_and_import(sentences: list[str], tmp_path: Path) -> None:
-    args = build_parser().parse_args(
+    request = parse(
         [
             "word2vec",
             "--train",
@@ -80,9 +82,12 @@ def test_train_and_import(sentences: list[str], tmp_path: Path) -> None:
             "--checkpoint-dir",
             str(tmp_path / "checkpoint"),
             "--no-progress",
+            "--name",
+            "trained",
         ]
-    )
-    target = train_and_import(args, sentences, "trained", None, Console(quiet=True))
+    ).request
+    assert isinstance(request, Word2VecTrainRequest)
+    target = train_and_import(request, sentences, Console(quiet=True))
     spec = load_checked(target)
     assert spec.hidden_size == 12 and spec.source.startswith("word2vec-binary:")
     training = spec.extra["training"]
@@ -98,9 +103,11 @@ def test_defaults_command_arguments_train_the_default_recipe(
     sentences: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``python -m export defaults`` has none of the word2vec flags: the recipe's values apply."""
-    args = build_parser().parse_args(["defaults", "--models-dir", str(tmp_path / "models")])
+    defaults = parse(["defaults", "--models-dir", str(tmp_path / "models")]).request
+    assert isinstance(defaults, DefaultsRequest)
+    request = ARCHITECTURES["word2vec"].default_training(defaults.workspace, "word2vec")
     monkeypatch.chdir(tmp_path)  # the default checkpoint directory is relative
-    target = train_and_import(args, sentences[:200], "word2vec", None, Console(quiet=True))
+    target = train_and_import(request, sentences[:200], Console(quiet=True))
     training = load_checked(target).extra["training"]
     assert training["objective"] == "skip-gram with negative sampling"
     assert (training["dim"], training["epochs"], training["window"]) == (100, 5, 5)

@@ -18,6 +18,7 @@ from modelrepo import (
     write_spec,
     write_validation,
 )
+from tests.unit.modelrepo.test_validation import validation_report
 
 IDS = TensorSpec(name="input_ids", dtype="int64", shape=("batch_size", "sequence_length"))
 OUT = TensorSpec(name="hidden_state_1", dtype="float32", shape=("batch_size", "sequence_length", 8))
@@ -49,7 +50,7 @@ def publish(root: Path, spec: ModelSpec, passed: bool = True) -> Path:
     (directory / "encoder.onnx").write_bytes(b"graph bytes")
     (directory / "tokenizer.json").write_text("{}")
     write_spec(directory, spec)
-    write_validation(directory, {"passed": passed})
+    write_validation(directory, validation_report(passed))
     return directory
 
 

@@ -67,8 +67,8 @@ def test_validation_report(imported: Path) -> None:
     report = json.loads((imported / "validation.json").read_text())
     assert report["passed"] is True
     graph = report["graphs"]["bilm"]
-    assert set(graph["initial_state"]) == {"zeros", "random"}
-    for state in graph["initial_state"].values():
+    assert set(graph["variants"]) == {"zeros", "random"}
+    for state in graph["variants"].values():
         assert state["passed"] is True and state["problems"] == []
         shapes = [(run["batch_size"], run["sequence_length"]) for run in state["runs"]]
         assert shapes == [(1, 8), (3, 33), (5, 96)]
@@ -143,7 +143,7 @@ def test_cli_import_with_a_shorter_limit(tmp_path: Path) -> None:
     spec = load_checked(models / "bilm-tf" / "1")
     assert spec.max_sequence_length == 40
     report = json.loads((models / "bilm-tf" / "1" / "validation.json").read_text())
-    runs = report["graphs"]["bilm"]["initial_state"]["zeros"]["runs"]
+    runs = report["graphs"]["bilm"]["variants"]["zeros"]["runs"]
     assert [(run["batch_size"], run["sequence_length"]) for run in runs] == [
         (1, 8),
         (3, 33),
