@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from modelrepo import ModelSpec
+from modelrepo.repository import Architecture
 from service.errors import InvalidArgument
 
 
@@ -148,8 +150,46 @@ class MostSimilarOutcome:
     version: int
 
 
+@dataclass(frozen=True)
+class EmbedSupport:
+    """What one architecture's embeddings refuse, and why, as the caller is told it.
+
+    Layers come from the model's spec (0 to ``num_layers``); this says which poolings the
+    architecture cannot compute and whether it can mix layers. ``{name}`` in a message is the
+    model's name.
+    """
+
+    refused_poolings: Mapping[Pooling, str] = field(default_factory=dict)
+    refused_layer_weights: str = ""  # why layer_weights is refused; empty when it is accepted
+
+
+EMBED_SUPPORT: Mapping[Architecture, EmbedSupport] = {
+    "bert": EmbedSupport(),
+    "elmo": EmbedSupport(
+        refused_poolings={
+            Pooling.CLS: "pooling CLS is not defined for {name}: ELMo has no sentence token, "
+            "its vectors are per word; use POOLING_MEAN (the default), POOLING_MAX or "
+            "POOLING_NONE"
+        }
+    ),
+    "word2vec": EmbedSupport(
+        refused_poolings={
+            Pooling.CLS: "{name} is a word2vec model: it has no [CLS] token, so POOLING_CLS "
+            "has no meaning; use POOLING_MEAN, POOLING_MAX or POOLING_NONE"
+        },
+        refused_layer_weights="{name} is a word2vec model with a single layer (0); leave "
+        "layer_weights empty",
+    ),
+}
+"""Per architecture, what its runtime cannot do: the one place these options are declared."""
+
+
 def resolve_embed_options(spec: ModelSpec, query: EmbedQuery) -> EmbedOptions:
-    """Check a request's options against the model and fill in its defaults."""
+    """Check a request's options against the model and fill in its defaults.
+
+    This is the only check of pooling, layers and layer weights: the runtimes trust the
+    options they are given.
+    """
     layers, layer_weights = query.layers, query.layer_weights
     top = spec.num_layers
     if layers and layer_weights:
@@ -171,12 +211,19 @@ def resolve_embed_options(spec: ModelSpec, query: EmbedQuery) -> EmbedOptions:
             )
         if not all(math.isfinite(weight) for weight in layer_weights):
             raise InvalidArgument("layer_weights must be finite numbers")
+    support = EMBED_SUPPORT[spec.architecture]
+    pooling = query.pooling or Pooling(spec.default_pooling)
+    refusal = support.refused_poolings.get(pooling)
+    if refusal is not None:
+        raise InvalidArgument(refusal.format(name=spec.name))
+    if layer_weights and support.refused_layer_weights:
+        raise InvalidArgument(support.refused_layer_weights.format(name=spec.name))
     if layer_weights:
         chosen: tuple[int, ...] = ()
     else:
         chosen = tuple(dict.fromkeys(layers)) if layers else spec.default_layers
     return EmbedOptions(
-        pooling=query.pooling or Pooling(spec.default_pooling),
+        pooling=pooling,
         layers=chosen,
         layer_weights=layer_weights,
         normalize=query.normalize,

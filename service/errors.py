@@ -23,10 +23,6 @@ class NotFound(ServiceError):
     """The model or version asked for is not in the repository."""
 
 
-class Unimplemented(ServiceError):
-    """The model does not support this operation (e.g. fill-mask without an MLM head)."""
-
-
 class Overloaded(ServiceError):
     """The queue is full; the caller should back off and retry."""
 

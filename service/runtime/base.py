@@ -98,6 +98,14 @@ class FillMaskRuntime(Protocol):
     def finish_fill_mask(self, item: FillMaskItem, logits: np.ndarray) -> list[list[MaskFill]]: ...
 
 
+def layers_to_fetch(options: EmbedOptions, num_layers: int) -> tuple[int, ...]:
+    """The layers an item's states hold, in the order ``mix_layers`` reads them: every layer
+    (0..``num_layers``) for a scalar mix, else the layers the item chose."""
+    if options.layer_weights:
+        return tuple(range(num_layers + 1))
+    return options.layers
+
+
 def mix_layers(states: LayerStates, options: EmbedOptions, gamma: float = 1.0) -> np.ndarray:
     """Per-layer (tokens, dim) arrays → (tokens, dim): average of layers or a scalar mix.
 

@@ -15,11 +15,13 @@ from service.runtime.base import (
     EmbedItem,
     FillMaskItem,
     LayerStates,
+    layers_to_fetch,
     mix_layers,
     pooled_result,
     warm_up_embeddings,
 )
 from service.runtime.session import GraphSession, SessionOptions
+from service.runtime.words import require_words
 
 
 class BertRuntime:
@@ -55,9 +57,7 @@ class BertRuntime:
 
     # -- tokenization ---------------------------------------------------------------------
     def _encode(self, texts: Sequence[str]) -> list[Encoding]:
-        for index, text in enumerate(texts):
-            if not text.strip():
-                raise InvalidArgument(f"texts[{index}] is empty; every text needs some words")
+        require_words(texts)
         return self.tokenizer.encode_batch(list(texts))
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
@@ -89,11 +89,6 @@ class BertRuntime:
             items.append(EmbedItem(ids=ids, tokens=tokens, truncated=truncated, options=options))
         return items
 
-    def _layers_of(self, item: EmbedItem) -> tuple[int, ...]:
-        if item.options.layer_weights:
-            return tuple(range(self.spec.num_layers + 1))
-        return item.options.layers
-
     def _pad(self, rows: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         width = max(len(row) for row in rows)
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
@@ -105,14 +100,16 @@ class BertRuntime:
 
     def run_embed(self, items: Sequence[EmbedItem]) -> list[LayerStates]:
         """One padded batch through the encoder, fetching only the layers some item needs."""
-        needed = sorted({layer for item in items for layer in self._layers_of(item)})
+        top = self.spec.num_layers
+        wanted = [layers_to_fetch(item.options, top) for item in items]
+        needed = sorted({layer for layers in wanted for layer in layers})
         outputs = self.encoder.run(
             [self.layer_outputs[layer] for layer in needed], self._pad([i.ids for i in items])
         )
         by_layer = dict(zip(needed, outputs, strict=True))
         return [
-            tuple(by_layer[layer][row, : len(item.ids)] for layer in self._layers_of(item))
-            for row, item in enumerate(items)
+            tuple(by_layer[layer][row, : len(item.ids)] for layer in layers)
+            for row, (item, layers) in enumerate(zip(items, wanted, strict=True))
         ]
 
     def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:

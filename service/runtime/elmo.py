@@ -17,9 +17,10 @@ layers; ``layer_weights`` is ELMo's scalar mix ``γ · Σ softmax(w)_j · layer_
 (γ from the spec, 1 for imported biLMs). The default is every layer with equal weight, i.e. the
 scalar mix with w = 0 and γ = 1, which is the mean of the layers.
 
-Pooling: MEAN (default), MAX or NONE (one vector per word). CLS is refused: ELMo has no
-sentence token. ``max_sequence_length`` counts <S> and </S>, so a text may have that many
-words minus two; longer texts are refused, or cut to the limit with ``truncate``.
+Pooling: MEAN (default), MAX or NONE (one vector per word). CLS is refused (by
+``service.domain.resolve_embed_options``): ELMo has no sentence token. ``max_sequence_length``
+counts <S> and </S>, so a text may have that many words minus two; longer texts are refused,
+or cut to the limit with ``truncate``.
 """
 
 from __future__ import annotations
@@ -31,16 +32,18 @@ import numpy as np
 
 from modelrepo import ModelSpec, SpecError
 from modelrepo.elmo_characters import char_ids, tokenize
-from service.domain import EmbeddingResult, EmbedOptions, Pooling, TokenizedText
+from service.domain import EmbeddingResult, EmbedOptions, TokenizedText
 from service.errors import InvalidArgument
 from service.runtime.base import (
     EmbedItem,
     LayerStates,
+    layers_to_fetch,
     mix_layers,
     pooled_result,
     warm_up_embeddings,
 )
 from service.runtime.session import GraphSession, SessionOptions
+from service.runtime.words import require_words, whitespace_offsets
 
 GRAPH = "bilm"
 MARKERS = 2  # the <S> and </S> positions around every text
@@ -56,22 +59,6 @@ def _fixed(spec: ModelSpec, name: str, axis: int) -> int:
             f"got {size!r}"
         )
     return size
-
-
-def whitespace_offsets(text: str) -> tuple[tuple[int, int], ...]:
-    """Character (start, end) of every word ``str.split()`` finds, in order."""
-    offsets: list[tuple[int, int]] = []
-    start: int | None = None
-    for index, character in enumerate(text):
-        if character.isspace():
-            if start is not None:
-                offsets.append((start, index))
-                start = None
-        elif start is None:
-            start = index
-    if start is not None:
-        offsets.append((start, len(text)))
-    return tuple(offsets)
 
 
 class ElmoRuntime:
@@ -109,11 +96,8 @@ class ElmoRuntime:
 
     # -- tokenization ---------------------------------------------------------------------
     def _words(self, texts: Sequence[str]) -> list[list[str]]:
-        words = [tokenize(text) for text in texts]
-        for index, tokens in enumerate(words):
-            if not tokens:
-                raise InvalidArgument(f"texts[{index}] is empty; every text needs some words")
-        return words
+        require_words(texts)
+        return [tokenize(text) for text in texts]
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
         """The whitespace words of each text and their character offsets (no ids: ELMo reads
@@ -136,12 +120,6 @@ class ElmoRuntime:
 
     # -- embeddings -----------------------------------------------------------------------
     def prepare_embed(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbedItem]:
-        if options.pooling is Pooling.CLS:
-            raise InvalidArgument(
-                f"pooling CLS is not defined for {self.spec.name}: ELMo has no sentence token, "
-                "its vectors are per word; use POOLING_MEAN (the default), POOLING_MAX or "
-                "POOLING_NONE"
-            )
         items = []
         for index, words in enumerate(self._words(texts)):
             kept, truncated = self._fit(index, words, options.truncate)
@@ -154,11 +132,6 @@ class ElmoRuntime:
                 )
             )
         return items
-
-    def _layers_of(self, item: EmbedItem) -> tuple[int, ...]:
-        if item.options.layer_weights:
-            return tuple(range(self.spec.num_layers + 1))
-        return item.options.layers
 
     def _inputs(self, items: Sequence[EmbedItem]) -> dict[str, np.ndarray]:
         """Char ids padded with zero rows, and zero initial states (every text independent)."""
@@ -177,7 +150,10 @@ class ElmoRuntime:
         """One padded batch through the biLM; per item, the layers it needs at its words only."""
         (layers,) = self.bilm.run(["layers"], self._inputs(items))
         return [
-            tuple(layers[layer, row, 1 : len(item.tokens) + 1] for layer in self._layers_of(item))
+            tuple(
+                layers[layer, row, 1 : len(item.tokens) + 1]
+                for layer in layers_to_fetch(item.options, self.spec.num_layers)
+            )
             for row, item in enumerate(items)
         ]
 

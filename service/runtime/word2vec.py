@@ -11,7 +11,8 @@ Static lookups are cheap, so this is a ``DirectRuntime``: the embedder calls ``e
   ``skip_unknown`` they are left out and reported in ``unknown_tokens``. A text with no known
   word fails either way: a zero vector is never mixed into a result.
 * Pooling: ``MEAN`` and ``MAX`` over the text's known words, ``NONE`` one vector per known
-  word; ``CLS`` has no meaning here (no [CLS] token) and is refused. Layer 0 only.
+  word; ``CLS`` has no meaning here (no [CLS] token) and is refused, as is a mix of layers:
+  there is layer 0 only (both by ``service.domain.resolve_embed_options``).
 * ``most_similar``: gensim's semantics: each query word's vector is unit-normalised, they are
   averaged with weight +1 (positive) and -1 (negative), the mean is unit-normalised and scored
   against every unit-normalised word vector by the ``similarity`` graph; query words are
@@ -20,7 +21,6 @@ Static lookups are cheap, so this is a ``DirectRuntime``: the embedder calls ``e
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +29,12 @@ import numpy as np
 
 from modelrepo import ModelSpec, SpecError
 from modelrepo.vocabulary import VOCABULARY_FILE, read_vocabulary
-from service.domain import EmbeddingResult, EmbedOptions, Neighbor, Pooling, TokenizedText
+from service.domain import EmbeddingResult, EmbedOptions, Neighbor, TokenizedText
 from service.errors import InvalidArgument
 from service.runtime.base import EmbedItem, LayerStates, pooled_result
 from service.runtime.session import GraphSession, SessionOptions
+from service.runtime.words import require_words, whitespace_offsets
 
-_WORD = re.compile(r"\S+")  # the words of str.split(), with their offsets
 UNKNOWN_ID = -1  # the id Tokenize reports for a word the vocabulary lacks
 NAMED_AT_MOST = 10  # unknown words named in an error message
 
@@ -89,25 +89,22 @@ class Word2VecRuntime:
 
     # -- tokenization ---------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
+        require_words(texts)
         results = []
-        for index, text in enumerate(texts):
-            matches = list(_WORD.finditer(text))
-            if not matches:
-                raise InvalidArgument(f"texts[{index}] is empty; every text needs some words")
-            words = tuple(match.group() for match in matches)
+        for text in texts:
+            offsets = whitespace_offsets(text)
+            words = tuple(text[start:end] for start, end in offsets)
             results.append(
                 TokenizedText(
                     tokens=words,
                     ids=tuple(self.index.get(word, UNKNOWN_ID) for word in words),
-                    offsets=tuple(match.span() for match in matches),
+                    offsets=offsets,
                 )
             )
         return results
 
     def _split(self, index: int, text: str, truncate: bool) -> _Text:
         words = text.split()
-        if not words:
-            raise InvalidArgument(f"texts[{index}] is empty; every text needs some words")
         limit = self.spec.max_sequence_length
         truncated = len(words) > limit
         if truncated and not truncate:
@@ -120,21 +117,9 @@ class Word2VecRuntime:
         return _Text(tuple(words), ids, truncated)
 
     # -- embeddings -----------------------------------------------------------------------
-    def _check_options(self, options: EmbedOptions) -> None:
-        if options.pooling is Pooling.CLS:
-            raise InvalidArgument(
-                f"{self.spec.name} is a word2vec model: it has no [CLS] token, so POOLING_CLS "
-                "has no meaning; use POOLING_MEAN, POOLING_MAX or POOLING_NONE"
-            )
-        if options.layer_weights:
-            raise InvalidArgument(
-                f"{self.spec.name} is a word2vec model with a single layer (0); leave "
-                "layer_weights empty"
-            )
-
     def prepare_embed(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbedItem]:
         """Split and look up every text; unknown words fail the request unless skipped."""
-        self._check_options(options)
+        require_words(texts)
         split = [self._split(index, text, options.truncate) for index, text in enumerate(texts)]
         unknown = [
             (index, word)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -203,7 +204,7 @@ def test_long_text_is_refused_or_truncated(client: EmbeddingClient) -> None:
     ],
 )
 def test_invalid_requests(
-    client: EmbeddingClient, options: dict[str, object], texts: list[str], message: str
+    client: EmbeddingClient, options: dict[str, Any], texts: list[str], message: str
 ) -> None:
     with pytest.raises(grpc.RpcError) as raised:
         client.embed(texts, MODEL, **options)

@@ -1,4 +1,4 @@
-"""The ELMo runtime without the server: whitespace offsets, limits, markers and zero states."""
+"""The ELMo runtime without the server: limits, markers and zero states."""
 
 from __future__ import annotations
 
@@ -11,22 +11,13 @@ import pytest
 from export.elmo.exporter import import_elmo
 from modelrepo import load_checked
 from modelrepo.elmo_characters import batch_char_ids
-from service.domain import EmbedOptions, Pooling
+from service.domain import EmbedOptions, EmbedQuery, Pooling, resolve_embed_options
 from service.errors import InvalidArgument
-from service.runtime.elmo import ElmoRuntime, whitespace_offsets
+from service.runtime.elmo import ElmoRuntime
 from service.runtime.session import SessionOptions
 from tests.unit.export.elmo.reference import REFERENCE_SETS
 
 LIMIT = 8  # positions, <S> and </S> included: 6 words
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["", "   ", "one", " a  b\tc\n", "x\u3000y\u00a0z\u2028w\x1cv\x85u", "• é中 ", "end"],
-)
-def test_offsets_follow_str_split(text: str) -> None:
-    offsets = whitespace_offsets(text)
-    assert [text[start:end] for start, end in offsets] == text.split()
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +78,14 @@ def test_word_limit_counts_the_markers(runtime: ElmoRuntime) -> None:
     assert item.truncated and item.tokens == tuple("abcdef") and len(item.ids) == LIMIT
 
 
-def test_cls_and_empty_texts_are_refused(runtime: ElmoRuntime) -> None:
+def test_cls_is_refused(published: Path) -> None:
+    """CLS is refused for ELMo where every option is checked, before the runtime is reached."""
+    query = EmbedQuery(model="tiny", version="", texts=("a b",), pooling=Pooling.CLS)
     with pytest.raises(InvalidArgument, match="pooling CLS is not defined"):
-        runtime.prepare_embed(["a b"], options(pooling=Pooling.CLS))
+        resolve_embed_options(load_checked(published), query)
+
+
+def test_empty_texts_are_refused(runtime: ElmoRuntime) -> None:
     with pytest.raises(InvalidArgument, match=r"texts\[1\] is empty"):
         runtime.prepare_embed(["a", "\t "], options())
     with pytest.raises(InvalidArgument, match=r"texts\[0\] is empty"):

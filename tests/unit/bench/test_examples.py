@@ -1,0 +1,59 @@
+"""``make examples`` finds the README's client commands exactly as a reader would run them."""
+
+from __future__ import annotations
+
+import sys
+
+from bench.examples import ROOT, Example, command_of, readme_examples
+
+README = """\
+Some prose with python -m service.client models in it (not a command).
+
+```sh
+.venv/bin/python -m service.client embed --model bert "a b ." --layers 2   # a comment
+python -m service --port 6000
+.venv/bin/python -m service.client --tls-ca-file ca.crt \\
+    --token-file my-token models
+```
+
+```python
+client.embed(["python -m service.client health"])
+```
+
+```sh
+make serve
+python -m service.client fill-mask --model bert "the [MASK] ."
+```
+"""
+
+
+def test_commands_come_from_shell_blocks_only() -> None:
+    assert readme_examples(README) == [
+        Example(4, ("embed", "--model", "bert", "a b .", "--layers", "2")),
+        Example(6, ("--tls-ca-file", "ca.crt", "--token-file", "my-token", "models")),
+        Example(16, ("fill-mask", "--model", "bert", "the [MASK] .")),
+    ]
+
+
+def test_commands_needing_credentials_are_told_apart() -> None:
+    flags = [example.needs_credentials for example in readme_examples(README)]
+    assert flags == [False, True, False]
+    assert Example(1, ("--token=abc", "models")).needs_credentials
+
+
+def test_the_target_goes_before_the_command() -> None:
+    example = Example(1, ("similar", "--model", "word2vec", "apple"))
+    assert command_of(example, "h:1") == [
+        sys.executable, "-m", "service.client", "--target", "h:1",
+        "similar", "--model", "word2vec", "apple",
+    ]  # fmt: skip
+
+
+def test_the_readme_has_an_example_of_every_client_command() -> None:
+    examples = readme_examples((ROOT / "README.md").read_text(encoding="utf-8"))
+    commands = {
+        next(word for word in example.arguments if not word.startswith("-"))
+        for example in examples
+        if not example.needs_credentials
+    }
+    assert {"models", "embed", "fill-mask", "similar", "tokenize", "health"} <= commands
