@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelrepo.rebuild import rebuild_command
+from modelrepo.validation import ValidationReport, upgrade_v1
 
 FORMAT_VERSION = 1
 SPEC_FILE = "spec.json"
@@ -94,6 +95,11 @@ class ModelSpec(_Frozen):
     tokenizer_files: tuple[str, ...] = ()
     opset: int = Field(ge=1)
     tolerance: float = Field(gt=0, description="largest |ONNX - source| accepted at validation")
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        default="fp32",
+        description="weights of the served graphs: int8 (CPU) and fp16 (CUDA) are made from the "
+        "validated fp32 export and checked against it by cosine (validation.json)",
+    )
     source: str = Field(description="where the weights came from (training run or import path)")
     source_checksum: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     file_checksums: dict[str, str] = Field(
@@ -180,8 +186,9 @@ def write_spec(directory: Path, spec: ModelSpec) -> None:
     (directory / SPEC_FILE).write_text(final.model_dump_json(indent=2) + "\n")
 
 
-def write_validation(directory: Path, report: dict[str, Any]) -> None:
-    (directory / VALIDATION_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+def write_validation(directory: Path, report: ValidationReport) -> None:
+    """Write ``validation.json`` (always the current format)."""
+    (directory / VALIDATION_FILE).write_text(report.model_dump_json(indent=2) + "\n")
 
 
 def read_spec(directory: Path) -> ModelSpec:
@@ -203,15 +210,21 @@ def read_spec(directory: Path) -> ModelSpec:
         raise SpecError(f"{path}: {problems}") from None
 
 
-def read_validation(directory: Path) -> dict[str, Any]:
+def read_validation(directory: Path) -> ValidationReport:
+    """Parse ``validation.json``; files of format 1 (no ``format_version``) are upgraded."""
     path = directory / VALIDATION_FILE
     if not path.is_file():
         raise SpecError(f"{path}: missing; the model was never validated, re-export it")
     try:
-        report: dict[str, Any] = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SpecError(f"{path}: not valid JSON ({error})") from None
-    return report
+    try:
+        if isinstance(raw, dict) and "format_version" not in raw:
+            raw = upgrade_v1(raw)
+        return ValidationReport.model_validate(raw)
+    except (ValidationError, ValueError, KeyError, TypeError) as error:
+        raise SpecError(f"{path}: not a validation report ({error}); re-export the model") from None
 
 
 def load_checked(directory: Path, verify_checksums: bool = True) -> ModelSpec:
@@ -255,7 +268,7 @@ def load_checked(directory: Path, verify_checksums: bool = True) -> ModelSpec:
                     f"after export, {rebuild}"
                 )
     report = read_validation(directory)
-    if report.get("passed") is not True:
+    if not report.passed:
         raise SpecError(
             f"{directory / VALIDATION_FILE}: the export did not pass validation; "
             "see the report and re-export"

@@ -1,6 +1,10 @@
 """Wiring and lifecycle: bind → NOT_SERVING → load and check models → warm up → SERVING;
 on SIGTERM/SIGINT: NOT_SERVING → stop accepting → finish in-flight work → close sessions →
-send pending cache writes and close Redis."""
+send pending cache writes and close Redis.
+
+With ``model_control=poll`` the models come and go while serving (``service.model_control``):
+the server listens even on an empty repository, and health is SERVING while at least one model
+is ready, each model's own health name while that model is."""
 
 from __future__ import annotations
 
@@ -11,15 +15,19 @@ import signal
 import grpc
 from grpc_health.v1 import health_pb2
 
+from service.batch_costs import BatchShaping
 from service.batching import BatchingConfig, BatchObserver, TeeObserver
 from service.cache.factory import CacheConfig, create_cache
 from service.cache.texts import TextCache
 from service.config import Settings
 from service.embedder import Embedder, ObserverFactory, RequestLimits
 from service.metrics import Metrics
+from service.model_control import RepositoryPoller
+from service.model_states import ModelState
+from service.runtime.base import Runtime
 from service.runtime.loader import load_repository
 from service.runtime.session import SessionOptions
-from service.transport.health import DrainingHealthServicer
+from service.transport.health import DrainingHealthServicer, model_service_name
 from service.transport.server import SERVICE_NAME, create_health_server, create_server
 from service.transport.servicer import EmbeddingServicer
 
@@ -65,7 +73,7 @@ class Application:
         self.observers = observers
         self.metrics = Metrics() if settings.metrics else None
         self.metrics_port: int | None = None
-        self.servicer = EmbeddingServicer(settings.default_timeout_s)
+        self.servicer = EmbeddingServicer(settings.default_timeout_s, settings.stream_concurrency)
         self.health = DrainingHealthServicer()
         self.server, self.port = create_server(settings, self.servicer, self.health, self.metrics)
         self.health_server: grpc.aio.Server | None = None
@@ -74,6 +82,10 @@ class Application:
             self.health_server, self.health_port = health_only
         self.embedder: Embedder | None = None
         self.cache: TextCache | None = None
+        self.poller: RepositoryPoller | None = None
+        self._model_health: set[str] = set()
+        """Models whose health name has been set."""
+        self._built = False
 
     async def _set_health(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
@@ -111,30 +123,16 @@ class Application:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
             log.info("metrics on http://%s:%d/metrics", self.settings.host, self.metrics_port)
 
-    async def load(self) -> None:
-        """Load and check every model, warm it up, start batching, then report SERVING."""
-        log.info(
-            "listening on %s:%d; loading models from %s",
-            self.settings.host,
-            self.port,
-            self.settings.models_dir,
-        )
-        options = SessionOptions(
+    def _session_options(self) -> SessionOptions:
+        return SessionOptions(
             device=self.settings.device,
             intra_op_threads=self.settings.intra_op_threads,
             inter_op_threads=self.settings.inter_op_threads,
         )
-        load_seconds: dict[tuple[str, int], float] = {}
-        runtimes = await asyncio.to_thread(
-            load_repository, self.settings.models_dir, self.settings.models, options, load_seconds
-        )
-        if not runtimes:
-            raise RuntimeError(
-                f"{self.settings.models_dir} holds no models; build the defaults with "
-                "`python -m export defaults` or import one with `python -m export bert --from-hf`"
-            )
+
+    def _embedder(self, runtimes: dict[str, dict[int, Runtime]]) -> Embedder:
         self.cache = create_cache(cache_config(self.settings), self.metrics)
-        embedder = Embedder(
+        return Embedder(
             runtimes,
             batching_config(self.settings),
             RequestLimits(
@@ -146,22 +144,99 @@ class Application:
             self._observers(),
             self.cache,
             self.metrics,
+            shaping=BatchShaping(
+                models_dir=self.settings.models_dir,
+                cost_model=self.settings.batching_cost_model == "on",
+                budget_s=self.settings.cost_model_budget_s,
+            ),
         )
+
+    async def _publish_health(self) -> None:
+        """Health after a change of the served models: "" and the service name SERVING while
+        any model is ready, each model's own name while it is. The servicer gets the embedder
+        from the first change on (before it, calls hear that models are loading)."""
+        embedder = self.embedder
+        if embedder is None:
+            return
+        self.servicer.embedder = embedder
+        ready = set(embedder.models)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        await self._set_health(serving if ready else not_serving)
+        self._model_health |= embedder.states.known | ready
+        for name in sorted(self._model_health):
+            status = serving if name in ready else not_serving
+            await self.health.set(model_service_name(SERVICE_NAME, name), status)
+        if self.metrics is not None and not self._built and ready:
+            self.metrics.built([served.runtime.device for served in embedder.served()])
+            self._built = True
+
+    async def load(self) -> None:
+        """Load and check every model, warm it up, start batching, then report SERVING; with
+        model control by polling, the first read of the repository instead, then keep polling."""
+        log.info(
+            "listening on %s:%d; loading models from %s (model control: %s)",
+            self.settings.host,
+            self.port,
+            self.settings.models_dir,
+            self.settings.model_control,
+        )
+        if self.settings.model_control == "poll":
+            await self._load_polled()
+            return
+        options = self._session_options()
+        load_seconds: dict[tuple[str, int], float] = {}
+        runtimes = await asyncio.to_thread(
+            load_repository, self.settings.models_dir, self.settings.models, options, load_seconds
+        )
+        if not runtimes:
+            raise RuntimeError(
+                f"{self.settings.models_dir} holds no models; build the defaults with "
+                "`python -m export defaults` or import one with `python -m export bert --from-hf`"
+            )
+        embedder = self._embedder(runtimes)
         self.embedder = embedder
         warm_seconds = await asyncio.to_thread(embedder.warmup)
         await embedder.start()
-        self.servicer.embedder = embedder
-        if self.metrics is not None:
-            for served in embedder.served():
-                key = (served.spec.name, served.spec.version)
+        for served in embedder.served():
+            key = (served.spec.name, served.spec.version)
+            embedder.states.set(*key, ModelState.READY)
+            if self.metrics is not None:
                 seconds = load_seconds.get(key, 0.0) + warm_seconds.get(key, 0.0)
                 self.metrics.model_loaded(*key, seconds)
-            self.metrics.built([served.runtime.device for served in embedder.served()])
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        await self._publish_health()
         names = ", ".join(
             f"{s.spec.name}/{s.spec.version} ({s.runtime.device})" for s in embedder.served()
         )
         log.info("serving %s on %s:%d", names, self.settings.host, self.port)
+        tiers = " + ".join(self.cache.tiers) if self.cache is not None else "off"
+        log.info("cache: %s", tiers)
+
+    async def _load_polled(self) -> None:
+        """An empty embedder, filled by the poller: once from what the repository holds now
+        (before this returns), then every ``repository_poll_s``."""
+        embedder = self._embedder({})
+        self.embedder = embedder
+        poller = RepositoryPoller(
+            self.settings.models_dir,
+            self.settings.models,
+            embedder,
+            self._session_options(),
+            self.settings.repository_poll_s,
+            self._publish_health,
+            self.metrics,
+            grace_s=self.settings.grace_period_s,
+        )
+        self.poller = poller
+        await poller.reconcile_logged()
+        poller.start()
+        served = ", ".join(f"{s.spec.name}/{s.spec.version}" for s in embedder.served())
+        log.info(
+            "serving %s; polling %s every %.1f s",
+            served or "no model yet",
+            self.settings.models_dir,
+            self.settings.repository_poll_s,
+        )
         tiers = " + ".join(self.cache.tiers) if self.cache is not None else "off"
         log.info("cache: %s", tiers)
 
@@ -186,10 +261,14 @@ class Application:
         grace = self.settings.grace_period_s
         until = loop_time() + grace
         await self.health.enter_graceful_shutdown()
+        if self.poller is not None:  # nothing new loads or unloads from here on
+            await self.poller.halt()
         await self._drain(until)
         await self.server.stop(max(0.0, until - loop_time()))
         if self.health_server is not None:  # answered NOT_SERVING while the API drained
             await self.health_server.stop(None)
+        if self.poller is not None:  # versions retired before the signal finish closing
+            await self.poller.finish(max(0.0, until - loop_time()))
         if self.embedder is not None:
             await self.embedder.stop(grace)
         if self.cache is not None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from modelrepo import ModelRepository, ModelSpec, SpecError, load_checked
+from modelrepo.model_config import ALL_VERSIONS, VersionPolicy, read_model_config
 from service.runtime.base import Runtime
 from service.runtime.bert import BertRuntime
 from service.runtime.elmo import ElmoRuntime
@@ -37,13 +38,24 @@ def load_runtime(directory: Path, options: SessionOptions) -> Runtime:
     return factory(directory, spec, options)
 
 
+def version_policy(root: Path, name: str, default: VersionPolicy) -> VersionPolicy:
+    """The model's policy from its ``config.json``, else ``default``; ``SpecError`` when the
+    file is malformed."""
+    config = read_model_config(root / name)
+    if config is None or config.version_policy is None:
+        return default
+    return config.version_policy
+
+
 def load_repository(
     root: Path,
     names: Sequence[str],
     options: SessionOptions,
     seconds: dict[tuple[str, int], float] | None = None,
+    default_policy: VersionPolicy = ALL_VERSIONS,
 ) -> dict[str, dict[int, Runtime]]:
-    """Every version of every model in ``root`` (or of ``names`` only, each of which must exist).
+    """The versions each model's policy selects (``config.json``, else ``default_policy``:
+    every version) of every model in ``root``, or of ``names`` only, each of which must exist.
 
     ``seconds``, when given, receives how long each ``(name, version)`` took to check and open.
     """
@@ -55,7 +67,8 @@ def load_repository(
         raise SpecError(f"{root}: no model named {missing} (the repository has {available})")
     runtimes: dict[str, dict[int, Runtime]] = {}
     for name in names or available:
-        for version in repository.versions(name):
+        policy = version_policy(root, name, default_policy)
+        for version in policy.select(repository.versions(name)):
             started = time.perf_counter()
             runtimes.setdefault(name, {})[version] = load_runtime(
                 repository.path(name, version), options

@@ -3,6 +3,10 @@
 An open Watch is an RPC in flight, so with the stock servicer ``server.stop(grace)`` waits the
 whole grace period for every watcher (a client-side health check, a mesh sidecar). Here each
 stream sends NOT_SERVING and then ends with OK, so the drain waits only for real work.
+
+Besides "" and the service name, each model has a name of its own (``model_service_name``),
+so a client or a probe can wait for the one model it needs; shutdown turns them all
+NOT_SERVING with the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +17,12 @@ from typing import Any
 from grpc_health.v1 import health, health_pb2
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def model_service_name(service: str, model: str) -> str:
+    """The health name of one model, ``embedding.v1.EmbeddingService/<model>``: SERVING while
+    the model has a ready version (``service`` alone: while any model has)."""
+    return f"{service}/{model}"
 
 
 class _Watch:

@@ -34,3 +34,19 @@ def test_rebuild_command_follows_the_source(
 ) -> None:
     spec = make_spec(name).model_copy(update={"architecture": architecture, "source": source})
     assert rebuild_command(spec, HERE) == f"rm -r {HERE} && {command}"
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "precision", "command"),
+    [
+        ("bert", "hf:/repo/build/checkpoints/bert", "int8",
+         "python -m export bert --train --name bert --quantize int8"),
+        ("tiny", "hf:/ckpt/mlm", "fp16",
+         "python -m export bert --from-hf /ckpt/mlm --name tiny --fp16"),
+    ],
+)  # fmt: skip
+def test_rebuild_command_keeps_a_reduced_precision(
+    name: str, source: str, precision: str, command: str
+) -> None:
+    spec = make_spec(name).model_copy(update={"source": source, "precision": precision})
+    assert rebuild_command(spec, HERE) == f"rm -r {HERE} && {command}"

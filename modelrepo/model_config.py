@@ -1,0 +1,136 @@
+"""A model's own settings: ``<root>/<name>/config.json``, beside its version directories.
+
+Optional. Today it holds the version policy (which versions the server serves); it is one
+frozen object with a section per concern, so later settings (batching limits, say) are new
+sections of the same file. Unknown keys are refused rather than ignored, so a typo never
+silently falls back to a default. Only pydantic and the standard library, like the rest of
+``modelrepo``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from modelrepo.repository import SpecError
+
+CONFIG_FILE = "config.json"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class VersionPolicy(_Frozen):
+    """Which of a model's versions to serve: the newest ``latest``, the ``specific`` ones, or
+    ``all`` of them. Give exactly one."""
+
+    latest: int | None = Field(None, ge=1, description="serve the newest N versions")
+    specific: tuple[int, ...] | None = Field(None, description="serve exactly these versions")
+    all: bool = Field(False, description="serve every version in the repository")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VersionPolicy:
+        chosen = [
+            key
+            for key, given in (
+                ("latest", self.latest is not None),
+                ("specific", self.specific is not None),
+                ("all", self.all),
+            )
+            if given
+        ]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"give exactly one of latest, specific or all (got {chosen or 'none'})"
+            )
+        if self.specific is not None and (not self.specific or min(self.specific) < 1):
+            raise ValueError("specific lists version numbers of 1 or more, at least one")
+        return self
+
+    def select(self, versions: Sequence[int]) -> list[int]:
+        """The versions of ``versions`` this policy serves, oldest first."""
+        ordered = sorted(set(versions))
+        if self.all:
+            return ordered
+        if self.specific is not None:
+            return [version for version in ordered if version in self.specific]
+        assert self.latest is not None  # the validator guarantees one choice
+        return ordered[-self.latest :]
+
+    def describe(self) -> str:
+        if self.all:
+            return "all versions"
+        if self.specific is not None:
+            return f"versions {list(self.specific)}"
+        return f"the newest {self.latest}"
+
+
+NEWEST_ONLY = VersionPolicy(latest=1)
+ALL_VERSIONS = VersionPolicy(all=True)
+
+
+class BatchingLimits(_Frozen):
+    """The model's own batching limits; each one left out is the server's setting."""
+
+    max_batch_size: int | None = Field(None, ge=1, description="sequences per batch")
+    max_batch_tokens: int | None = Field(None, ge=1, description="padded tokens per batch")
+    max_queue_delay_ms: float | None = Field(
+        None, ge=0, description="how long the oldest text may wait for others to join it"
+    )
+    cost_model: Literal["on", "off"] | None = Field(
+        None, description="choose batch shapes by the cost measured at warm-up"
+    )
+
+    def describe(self) -> str:
+        given = self.model_dump(exclude_none=True)
+        return ", ".join(f"{key} {value}" for key, value in given.items()) or "the server's"
+
+
+class ModelConfig(_Frozen):
+    """Everything ``config.json`` may say about one model; each section is optional."""
+
+    version_policy: VersionPolicy | None = None
+    batching: BatchingLimits | None = None
+
+
+def config_path(model_dir: Path) -> Path:
+    return model_dir / CONFIG_FILE
+
+
+def read_model_config(model_dir: Path) -> ModelConfig | None:
+    """The model's ``config.json``, None when there is none, or ``SpecError`` naming the file
+    and what is wrong with it."""
+    path = config_path(model_dir)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: cannot be read ({error})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"{path}: not valid JSON ({error})") from None
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc']) or 'config'}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise SpecError(f"{path}: {problems}") from None
+
+
+def write_model_config(model_dir: Path, config: ModelConfig) -> Path:
+    """Write ``config.json`` atomically (a reader sees the old file or the new, never half)."""
+    path = config_path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{CONFIG_FILE}.writing")
+    staging.write_text(config.model_dump_json(indent=2, exclude_defaults=True) + "\n")
+    staging.replace(path)
+    return path
