@@ -14,7 +14,12 @@ These "serving" runs have the result cache off. The "cache" section (``bench.cac
 bert-base-shaped model from a private redis-server and compares Redis hits with misses:
 throughput at the same load, and hit latency with 1 and with N clients. The "metrics" section
 (``bench.metrics``) compares server CPU per word2vec request with metrics on and off, over
-interleaved windows against two servers kept up side by side.
+interleaved windows against two servers kept up side by side. The "precision" section
+(``bench.precision``) serves the bert-base-shaped model as fp32 and as int8 and prints the
+served throughput ratio next to the cosine between the two versions' embeddings.
+The "stream" section (``bench.stream``) drives one EmbedStream with N messages in flight and N
+unary clients against the same server and prints the throughput ratio; the "wire" section
+(``bench.wire``, CPU only, seconds) times building and reading each vector encoding.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.floor import bench_floor, report_floor
 from bench.load import run_load
 from bench.metrics import CLIENTS as METRICS_CLIENTS
 from bench.metrics import MODEL as METRICS_MODEL
 from bench.metrics import bench_metrics, report_metrics
 from bench.raw import Shape, encoder_session, replay
+from bench.shaping import bench_shaping, report_shaping
 from modelrepo import ModelRepository, load_checked
 from service.background import background_server
 from service.config import Settings
@@ -169,7 +176,7 @@ def write_texts(path: Path, seed: int) -> Path:
     return path
 
 
-SECTIONS = ("serving", "cache", "metrics")
+SECTIONS = ("serving", "batching", "floor", "cache", "metrics", "precision", "stream", "wire")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -199,6 +206,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="*",
         default=["bert", "bert-base-random"],
         help="models of the serving section",
+    )
+    parser.add_argument(
+        "--batching-models",
+        nargs="*",
+        default=["bert", "bert-4x256-random"],
+        help="models of the batching section (cost model against filling and batch-1)",
+    )
+    parser.add_argument(
+        "--floor-models",
+        nargs="*",
+        default=["bert", "bert-4x256-random"],
+        help="BERT models of the floor section (beside the floor and word2vec)",
+    )
+    parser.add_argument(
+        "--precision-model",
+        default="bert-base-random",
+        help="BERT of the precision section, served as fp32 and as its int8 variant",
+    )
+    parser.add_argument(
+        "--stream-model",
+        default="bert",
+        help="model of the stream section: one EmbedStream with --clients messages in flight "
+        "against --clients unary clients",
     )
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
@@ -245,11 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     from bench.redis_server import RedisUnavailable
 
     serving, cache = "serving" in args.sections, "cache" in args.sections
-    metrics = "metrics" in args.sections
+    metrics, floor = "metrics" in args.sections, "floor" in args.sections
     wanted = [
         *(args.models if serving else []),
+        *([METRICS_MODEL, *args.floor_models] if floor else []),
+        *(args.batching_models if "batching" in args.sections else []),
         *([CACHE_MODEL] if cache else []),
         *([METRICS_MODEL] if metrics else []),
+        *([args.precision_model] if "precision" in args.sections else []),
+        *([args.stream_model] if "stream" in args.sections else []),
     ]
     names = list(dict.fromkeys(wanted))
     locations = ensure_models(names, args.models_dir, args.bench_models_dir)
@@ -261,6 +295,26 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.models
         ]
         report(results["serving"])
+    if "batching" in args.sections:
+        sentences = texts.read_text().splitlines()
+        results["batching"] = [
+            bench_shaping(
+                locations[name], name, sentences, args.clients, args.seconds, args.threads
+            )
+            for name in args.batching_models
+        ]
+        report_shaping(results["batching"])
+    if floor:
+        results["floor"] = bench_floor(
+            locations,
+            METRICS_MODEL,
+            args.floor_models,
+            texts,
+            args.clients,
+            args.seconds,
+            args.threads,
+        )
+        report_floor(results["floor"])
     if cache:
         try:
             results["cache"] = bench_cache(
@@ -285,6 +339,36 @@ def main(argv: list[str] | None = None) -> int:
             args.metrics_control,
         )
         report_metrics(results["metrics"])
+    if "precision" in args.sections:
+        from bench.precision import bench_precision, report_precision
+
+        results["precision"] = bench_precision(
+            locations,
+            args.precision_model,
+            args.bench_models_dir,
+            texts,
+            args.clients,
+            args.seconds,
+            args.threads,
+        )
+        report_precision(results["precision"])
+    if "stream" in args.sections:
+        from bench.stream import bench_stream, report_stream
+
+        results["stream"] = bench_stream(
+            locations[args.stream_model],
+            args.stream_model,
+            texts,
+            args.clients,
+            args.seconds,
+            args.threads,
+        )
+        report_stream(results["stream"])
+    if "wire" in args.sections:
+        from bench.wire import bench_wire, report_wire
+
+        results["wire"] = bench_wire()
+        report_wire(results["wire"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     sections_valid = (results.get(name, {}).get("valid", True) for name in ("cache", "metrics"))

@@ -1,22 +1,43 @@
-"""The models the benchmark measures: the default BERT, a bert-base-shaped random one, and the
-default word2vec (the metrics section's cheapest request)."""
+"""The models the benchmark measures: the default BERT, a bert-base-shaped and a 4 × 256 random
+one, and the default word2vec (the metrics section's cheapest request)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelrepo import ModelRepository
 
+if TYPE_CHECKING:
+    from transformers import BertConfig
+
 BERT_BASE = "bert-base-random"
+BERT_SMALL = "bert-4x256-random"
 WORD2VEC = "word2vec"
 
 
 def build_bert_base(models_dir: Path) -> None:
     """12 layers, hidden 768, 12 heads, 30522-word embedding table; our corpus's tokenizer."""
+    from transformers import BertConfig
+
+    _build_random_bert(models_dir, BERT_BASE, BertConfig(vocab_size=30522))
+
+
+def build_bert_small(models_dir: Path) -> None:
+    """4 layers, hidden 256, 4 heads: where the per-request cost is as large as the engine's."""
+    from transformers import BertConfig
+
+    config = BertConfig(
+        num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024
+    )
+    _build_random_bert(models_dir, BERT_SMALL, config)
+
+
+def _build_random_bert(models_dir: Path, name: str, config: BertConfig) -> None:
     import torch
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
     from export.bert.exporter import import_bert
     from export.bert.tokenizer import train_wordpiece
@@ -26,19 +47,47 @@ def build_bert_base(models_dir: Path) -> None:
     corpus = load_or_generate(Path("build/corpus"), CorpusConfig())
     info = train_wordpiece(corpus.train.sentences, vocab_size=8000)
     torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(vocab_size=30522)).eval()
-    checkpoint = models_dir.parent / "bench-checkpoints" / BERT_BASE
+    model = BertForMaskedLM(config).eval()
+    checkpoint = models_dir.parent / "bench-checkpoints" / name
     save_checkpoint(model, info, checkpoint, max_length=512)
-    import_bert(checkpoint, models_dir, BERT_BASE)
+    import_bert(checkpoint, models_dir, name)
+
+
+RANDOM_BERTS = {BERT_BASE: build_bert_base, BERT_SMALL: build_bert_small}
+
+INT8_SUFFIX = "-int8"  # bert-base-random-int8: bert-base-random's weights, quantized
+
+
+def ensure_int8(name: str, fp32_root: Path, bench_models_dir: Path) -> tuple[str, Path]:
+    """``<name>-int8`` and its repository root, quantized from the checkpoint the newest fp32
+    version of ``name`` was imported from (its spec's ``hf:`` source); built if missing."""
+    from export.bert.exporter import import_bert
+    from export.bert.precision import DEFAULT_TEXTS, PrecisionPlan
+    from export.corpus import CorpusConfig, load_or_generate
+    from modelrepo import read_spec
+
+    variant = name + INT8_SUFFIX
+    if ModelRepository(bench_models_dir).newest(variant) is None:
+        repository = ModelRepository(fp32_root)
+        spec = read_spec(repository.path(name, repository.newest(name) or 1))
+        kind, _, checkpoint = spec.source.partition(":")
+        if kind != "hf" or not Path(checkpoint).is_dir():
+            raise FileNotFoundError(
+                f"{name}: no checkpoint to quantize (source {spec.source}); rebuild it first"
+            )
+        heldout = load_or_generate(Path("build/corpus"), CorpusConfig()).heldout.sentences
+        plan = PrecisionPlan("int8", tuple(heldout[: DEFAULT_TEXTS["int8"]]))
+        import_bert(Path(checkpoint), bench_models_dir, variant, precision=plan)
+    return variant, bench_models_dir
 
 
 def ensure_models(names: list[str], models_dir: Path, bench_models_dir: Path) -> dict[str, Path]:
     """Build what is missing; return the repository root of each model."""
     locations: dict[str, Path] = {}
     for name in names:
-        if name == BERT_BASE:
+        if name in RANDOM_BERTS:
             if ModelRepository(bench_models_dir).newest(name) is None:
-                build_bert_base(bench_models_dir)
+                RANDOM_BERTS[name](bench_models_dir)
             locations[name] = bench_models_dir
         elif name == WORD2VEC:
             # Only word2vec (~30 s): ``export defaults`` would also train BERT (minutes).

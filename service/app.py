@@ -128,6 +128,7 @@ class Application:
             device=self.settings.device,
             intra_op_threads=self.settings.intra_op_threads,
             inter_op_threads=self.settings.inter_op_threads,
+            spin_wait=self.settings.spin_wait,
         )
 
     def _embedder(self, runtimes: dict[str, dict[int, Runtime]]) -> Embedder:

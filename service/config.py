@@ -38,6 +38,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="model names to serve (default: every model in the repository)",
     )
+    model_control: Literal["none", "poll"] = Field(
+        "none",
+        description="none: load every version on disk at start and keep them; poll: re-read "
+        "the repository every repository-poll-s, loading new versions and unloading those that "
+        "leave each model's version policy (models/<name>/config.json; default: the newest)",
+    )
+    repository_poll_s: float = Field(
+        5.0, gt=0, description="with model-control poll, seconds between repository reads"
+    )
     host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 inside a container)")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one)")
     health_port: int = Field(
@@ -98,6 +107,14 @@ class Settings(BaseSettings):
     max_concurrent_batches: int = Field(
         1, ge=1, description="batches in inference at once per model"
     )
+    batching_cost_model: Literal["on", "off"] = Field(
+        "on",
+        description="choose batch shapes by the engine's cost, timed at warm-up on a grid of "
+        "batch sizes x lengths; off: fill every batch to the limits",
+    )
+    cost_model_budget_s: float = Field(
+        3.0, gt=0, description="seconds of warm-up per model spent timing the cost grid"
+    )
 
     # Limits: what one request and one model may take (README "Limits and overload").
     max_text_chars: int = Field(
@@ -119,6 +136,12 @@ class Settings(BaseSettings):
     max_concurrent_streams: int = Field(
         1024, ge=1, description="calls at once per client connection (HTTP/2 streams)"
     )
+    stream_concurrency: int = Field(
+        64,
+        ge=1,
+        description="messages of one EmbedStream call worked on at once, so they batch with "
+        "each other; replies keep their order, and no message is read while this many wait",
+    )
     default_timeout_s: float = Field(
         300.0,
         gt=0,
@@ -134,6 +157,11 @@ class Settings(BaseSettings):
         0, ge=0, description="threads inside one ONNX operator (0: one per physical core)"
     )
     inter_op_threads: int = Field(1, ge=1, description="ONNX operators run in parallel")
+    spin_wait: bool = Field(
+        False,
+        description="ONNX Runtime's threads spin between runs: lower latency on dedicated "
+        "cores, CPU burnt otherwise (off by default)",
+    )
     tokenizer_threads: int = Field(2, ge=1, description="threads for tokenization and pooling")
 
     # Caching of contextual results (BERT, ELMo embeddings and fill-mask; never word2vec).

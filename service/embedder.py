@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
 from modelrepo import ModelSpec
-from service.batching import BatchingConfig, BatchObserver, DynamicBatcher
+from service.batch_costs import BatchShaping, describe_limits, measure_embed_costs
+from service.batching import BatchingConfig, BatchObserver, CostTable, DynamicBatcher
 from service.cache.keys import KeyScope, graph_fingerprint, options_digest
 from service.cache.keys import embed_options as embed_options_key
 from service.cache.texts import EMBEDDING_CODEC, FILL_MASK_CODEC, Codec, Compute, TextCache
@@ -42,8 +43,16 @@ from service.domain import (
     TokenizedText,
     resolve_embed_options,
 )
-from service.errors import BatchFailed, InvalidArgument, NotFound, Overloaded, ServiceError
+from service.errors import (
+    BatchFailed,
+    InvalidArgument,
+    NotFound,
+    Overloaded,
+    ServiceError,
+    Unavailable,
+)
 from service.metrics import Metrics
+from service.model_states import ModelState, ModelStates
 from service.runtime.base import (
     DirectRuntime,
     EmbedItem,
@@ -64,6 +73,11 @@ ResultT = TypeVar("ResultT")
 ObserverFactory = Callable[[str], BatchObserver | None]
 
 MAX_TOP_K = 1000
+INLINE_CHARS = 1000
+"""Tokenizing, looking up or pooling texts of this many characters in all takes less than the
+hop to a worker thread and back (tens of µs against ~100 µs here), so it runs on the event loop;
+longer work goes to the workers, where it neither blocks the loop nor waits behind it."""
+UNLOAD_POLL_S = 0.01  # how often a retired version checks whether its last request is done
 DEFAULT_SIMILAR_TOP_K = 10
 DEFAULT_FILL_MASK_TOP_K = 5
 MAX_FILL_MASK_PREDICTIONS = 100_000
@@ -82,6 +96,13 @@ class ServedModel:
     direct: DirectRuntime | None = None  # set (and no batchers) for static models
     fingerprints: dict[str, str] = field(default_factory=dict)
     """Per cached operation, the fingerprint of its graph (part of every cache key)."""
+    active: int = 0
+    """Requests resolved to this version and not yet answered: a retired version unloads
+    once this reaches 0."""
+    answered: int = 0
+    """Requests this version has finished (answered or failed), since it was loaded."""
+    cost_table: CostTable | None = None
+    """What its embed batches cost by shape, when its batcher chooses shapes by it."""
 
     @property
     def spec(self) -> ModelSpec:
@@ -113,8 +134,14 @@ class Embedder:
         observers: ObserverFactory | None = None,
         cache: TextCache | None = None,
         metrics: Metrics | None = None,
+        states: ModelStates | None = None,
+        shaping: BatchShaping | None = None,
     ) -> None:
         self.limits = limits
+        self.batching = batching
+        self.shaping = shaping or BatchShaping()
+        self.states = states or ModelStates(metrics)
+        """Every known version's state, served or not (loading, draining, failed)."""
         self.cache = cache
         self.metrics = metrics
         self.workers = ThreadPoolExecutor(worker_threads, thread_name_prefix="prepare")
@@ -125,13 +152,21 @@ class Embedder:
         }
         self.inflight: dict[str, int] = dict.fromkeys(self.models, 0)
         """Per model name, the texts of the requests admitted and not yet answered."""
+        self.retired: list[ServedModel] = []
+        """Versions that take no new requests and are not yet closed (``unload``)."""
         if metrics is not None:
             self._watch_queues(metrics)
 
-    def _serve(self, runtime: Runtime, batching: BatchingConfig) -> ServedModel:
+    def _serve(self, runtime: Runtime, defaults: BatchingConfig) -> ServedModel:
         if isinstance(runtime, DirectRuntime):
             return ServedModel(runtime, None, None, None, direct=runtime)
         label = f"{runtime.spec.name}/{runtime.spec.version}"
+        batching = self.shaping.limits(runtime.spec.name, defaults)
+        log.info(
+            "%s batching: %s",
+            label,
+            describe_limits(batching, self.shaping.measures(runtime.spec.name)),
+        )
         thread = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{label}")
         embed = DynamicBatcher(
             f"{label} embed",
@@ -159,25 +194,82 @@ class Embedder:
         }
         return ServedModel(runtime, embed, fill_mask, thread, fingerprints=fingerprints)
 
-    def _watch_queues(self, metrics: Metrics) -> None:
-        """Queue depth per model and operation, summed over the model's versions."""
-        for name, versions in self.models.items():
+    def _watch_queues(self, metrics: Metrics, names: Sequence[str] | None = None) -> None:
+        """Queue depth per model and operation, summed over the model's served versions."""
+        for name in self.models if names is None else names:
+            versions = self.models.get(name, {})
             for operation in ("embed", "fill_mask"):
                 batchers = [
                     batcher
                     for served in versions.values()
                     if (batcher := served.batcher(operation)) is not None
                 ]
-                if batchers:
+                if batchers or names is not None:  # a model's last version leaves: depth 0
                     metrics.watch_queue(name, operation, _total_queue(batchers))
+
+    # -- versions coming and going while serving ------------------------------------------
+    def cost_table_for(self, runtime: Runtime) -> CostTable | None:
+        """The embed cost table of a warmed-up runtime, timed now (blocks for the budget: run
+        it off the event loop), or None where batches fill to the limits."""
+        name = runtime.spec.name
+        if isinstance(runtime, DirectRuntime) or not self.shaping.measures(name):
+            return None
+        batching = self.shaping.limits(name, self.batching)
+        return measure_embed_costs(runtime, batching, self.shaping.budget_s)
+
+    def _use_cost_table(self, served: ServedModel, table: CostTable | None) -> None:
+        if table is None or served.embed_batcher is None:
+            return
+        served.embed_batcher.use_cost_model(table)
+        served.cost_table = table
+        if self.metrics is not None:
+            self.metrics.cost_table(served.spec.name, served.spec.version, table)
+
+    async def add(self, runtime: Runtime, cost_table: CostTable | None = None) -> ServedModel:
+        """Serve a loaded and warmed-up version: start its batchers, then let requests in."""
+        served = self._serve(runtime, self.batching)
+        self._use_cost_table(served, cost_table)
+        for batcher in _batchers_of(served):
+            await batcher.start()
+        name = runtime.spec.name
+        self.models.setdefault(name, {})[runtime.spec.version] = served
+        self.inflight.setdefault(name, 0)
+        if self.metrics is not None:
+            self._watch_queues(self.metrics, [name])
+        return served
+
+    def retire(self, name: str, version: int) -> ServedModel | None:
+        """Stop resolving requests to the version; those it has go on (see ``unload``)."""
+        versions = self.models.get(name, {})
+        served = versions.pop(version, None)
+        if not versions:
+            self.models.pop(name, None)
+        if served is not None:
+            self.retired.append(served)
+            if self.metrics is not None:
+                self._watch_queues(self.metrics, [name])
+        return served
+
+    async def unload(self, served: ServedModel, grace: float | None) -> None:
+        """Once a retired version's requests are answered, stop its batchers, then close its
+        inference thread and sessions (``stop`` closes those still draining at shutdown)."""
+        while served.active:
+            await asyncio.sleep(UNLOAD_POLL_S)
+        if not any(retired is served for retired in self.retired):  # ``stop`` closed it
+            return
+        self.retired = [retired for retired in self.retired if retired is not served]
+        await asyncio.gather(*(batcher.stop(grace) for batcher in _batchers_of(served)))
+        await asyncio.to_thread(_close, served)
 
     # -- lifecycle ------------------------------------------------------------------------
     def warmup(self) -> dict[tuple[str, int], float]:
-        """Warm every model version up; returns the seconds each took."""
+        """Warm every model version up and time its cost table (before ``start``); returns the
+        seconds each took."""
         seconds = {}
         for served in self.served():
             started = time.perf_counter()
             served.runtime.warmup()
+            self._use_cost_table(served, self.cost_table_for(served.runtime))
             seconds[(served.spec.name, served.spec.version)] = time.perf_counter() - started
         return seconds
 
@@ -186,31 +278,31 @@ class Embedder:
             await batcher.start()
 
     async def stop(self, grace: float | None) -> None:
-        """Finish queued work (within ``grace``), then release threads and sessions."""
-        await asyncio.gather(*(batcher.stop(grace) for batcher in self._batchers()))
-        for served in self.served():
-            if served.inference_thread is not None:
-                served.inference_thread.shutdown(wait=True)
-            served.runtime.close()
+        """Finish queued work (within ``grace``), then release threads and sessions, of the
+        served versions and of retired ones still draining."""
+        closing = [*self.served(), *self.retired]
+        self.retired.clear()
+        batchers = [batcher for served in closing for batcher in _batchers_of(served)]
+        await asyncio.gather(*(batcher.stop(grace) for batcher in batchers))
+        for served in closing:
+            _close(served)
         self.workers.shutdown(wait=True)
 
     def _batchers(self) -> list[DynamicBatcher[Any, Any]]:
-        found: list[DynamicBatcher[Any, Any]] = []
-        for served in self.served():
-            found += [b for b in (served.embed_batcher, served.fill_mask_batcher) if b is not None]
-        return found
+        return [batcher for served in self.served() for batcher in _batchers_of(served)]
 
     # -- lookup ---------------------------------------------------------------------------
     def served(self) -> list[ServedModel]:
         return [served for versions in self.models.values() for served in versions.values()]
 
     def resolve(self, name: str, version: str) -> ServedModel:
-        """The named model at ``version`` (empty: the newest), or NOT_FOUND saying what exists."""
+        """The named model at ``version`` (empty: the newest ready one), UNAVAILABLE while it
+        is loading or being built, or NOT_FOUND saying what exists."""
         if not name:
             raise InvalidArgument(f"model is empty; choose one of {sorted(self.models)}")
         versions = self.models.get(name)
         if versions is None:
-            raise NotFound(f"model {name!r} is not served; served models: {sorted(self.models)}")
+            self._not_served(name)
         if not version:
             return versions[max(versions)]
         # ASCII digits only, and few: int() refuses "²" and numbers of 4,300+ digits.
@@ -220,8 +312,38 @@ class Embedder:
             )
         served = versions.get(int(version))
         if served is None:
-            raise NotFound(f"{name} has no version {version}; served versions: {sorted(versions)}")
+            known = self.states.version(name, int(version))
+            if known is not None and known.state is ModelState.LOADING:
+                raise Unavailable(
+                    f"{name} version {version} is still loading and warming up; retry in a few "
+                    f"seconds (served versions: {sorted(versions)})"
+                )
+            refused = f" (refused: {known.reason})" if known and known.reason else ""
+            raise NotFound(
+                f"{name} has no version {version}{refused}; served versions: {sorted(versions)}"
+            )
         return served
+
+    def _not_served(self, name: str) -> NoReturn:
+        """Why ``name`` has no ready version: UNAVAILABLE while it loads or is being built."""
+        summary = self.states.summary(name)
+        if summary is not None and summary.state is ModelState.LOADING:
+            raise Unavailable(
+                f"model {name!r} is not ready yet ({summary.reason}); retry in a few seconds"
+            )
+        why = f" ({summary.reason})" if summary is not None and summary.reason else ""
+        raise NotFound(f"model {name!r} is not served{why}; served models: {sorted(self.models)}")
+
+    @contextmanager
+    def _using(self, served: ServedModel) -> Iterator[None]:
+        """Counts the request on its version from the moment it resolves (with no ``await``
+        in between), so a retired version unloads only after its last request."""
+        served.active += 1
+        try:
+            yield
+        finally:
+            served.active -= 1
+            served.answered += 1
 
     # -- operations -----------------------------------------------------------------------
     def _check_texts(self, texts: Sequence[str]) -> None:
@@ -264,9 +386,16 @@ class Embedder:
         finally:
             self.inflight[name] -= count
 
-    async def _on_workers(self, function: Callable[[], T]) -> tuple[T, float]:
+    async def _on_workers(
+        self, function: Callable[[], T], chars: int | None = None
+    ) -> tuple[T, float]:
+        """``function`` on the worker pool, timed; on the event loop itself when it works on
+        ``chars`` characters of text or fewer (``INLINE_CHARS``): the hop costs more."""
         started = time.perf_counter()
-        result = await asyncio.get_running_loop().run_in_executor(self.workers, function)
+        if chars is not None and chars <= INLINE_CHARS:
+            result = function()
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(self.workers, function)
         return result, time.perf_counter() - started
 
     def _batched(
@@ -281,8 +410,9 @@ class Embedder:
 
         async def compute(indices: list[int]) -> tuple[list[ResultT], Timing]:
             chosen = [texts[index] for index in indices]
+            chars = sum(map(len, chosen))
             try:
-                items, tokenizing = await self._on_workers(lambda: prepare(chosen))
+                items, tokenizing = await self._on_workers(lambda: prepare(chosen), chars)
             except InvalidArgument:
                 if len(chosen) < len(texts):  # name the bad text by the caller's own index
                     await self._on_workers(lambda: prepare(texts))
@@ -298,7 +428,8 @@ class Embedder:
                     f"{error}); retry"
                 ) from error
             results, finishing = await self._on_workers(
-                lambda: [finish(item, state) for item, state in zip(items, states, strict=True)]
+                lambda: [finish(item, state) for item, state in zip(items, states, strict=True)],
+                chars,
             )
             return results, Timing(
                 queue_s=batch.queue_s,
@@ -354,7 +485,7 @@ class Embedder:
         started = time.perf_counter()
         self._check_texts(query.texts)
         served = self.resolve(query.model, query.version)
-        with self._admitted(served, len(query.texts)):
+        with self._using(served), self._admitted(served, len(query.texts)):
             return await self._embed(served, query, started, deadline)
 
     async def _embed(
@@ -398,7 +529,9 @@ class Embedder:
 
         async def compute(indices: list[int]) -> tuple[list[EmbeddingResult], Timing]:
             chosen = [texts[index] for index in indices]
-            results, elapsed = await self._on_workers(lambda: direct.embed_now(chosen, options))
+            results, elapsed = await self._on_workers(
+                lambda: direct.embed_now(chosen, options), sum(map(len, chosen))
+            )
             return results, Timing(inference_s=elapsed)
 
         return compute
@@ -407,6 +540,12 @@ class Embedder:
         started = time.perf_counter()
         self._check_texts(query.texts)
         served = self.resolve(query.model, query.version)
+        with self._using(served):
+            return await self._checked_fill_mask(served, query, started, deadline)
+
+    async def _checked_fill_mask(
+        self, served: ServedModel, query: FillMaskQuery, started: float, deadline: float | None
+    ) -> FillMaskOutcome:
         if served.fill_mask_batcher is None:
             raise InvalidArgument(
                 f"{served.spec.name} has no masked-LM head (capabilities: "
@@ -456,6 +595,12 @@ class Embedder:
     async def most_similar(self, query: MostSimilarQuery) -> MostSimilarOutcome:
         """Nearest words of a static model (gensim's ``most_similar``), answered at once."""
         served = self.resolve(query.model, query.version)
+        with self._using(served):
+            return await self._most_similar(served, query)
+
+    async def _most_similar(
+        self, served: ServedModel, query: MostSimilarQuery
+    ) -> MostSimilarOutcome:
         spec = served.spec
         direct = served.direct
         if direct is None or not spec.supports("most_similar"):
@@ -481,8 +626,20 @@ class Embedder:
     ) -> tuple[ServedModel, list[TokenizedText]]:
         self._check_texts(texts)
         served = self.resolve(name, version)
-        tokenized, _ = await self._on_workers(lambda: served.runtime.tokenize(texts))
+        with self._using(served):
+            tokenized, _ = await self._on_workers(lambda: served.runtime.tokenize(texts))
         return served, tokenized
+
+
+def _batchers_of(served: ServedModel) -> list[DynamicBatcher[Any, Any]]:
+    return [b for b in (served.embed_batcher, served.fill_mask_batcher) if b is not None]
+
+
+def _close(served: ServedModel) -> None:
+    """Release a version whose batchers have stopped: its inference thread, then sessions."""
+    if served.inference_thread is not None:
+        served.inference_thread.shutdown(wait=True)
+    served.runtime.close()
 
 
 def _total_queue(batchers: list[DynamicBatcher[Any, Any]]) -> Callable[[], int]:

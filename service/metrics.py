@@ -15,16 +15,20 @@ interceptor (``service.transport.interceptors``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from service.domain import Timing
+
+if TYPE_CHECKING:
+    from service.batching import CostTable
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,9 @@ DURATION_BUCKETS = tuple(50e-6 * 2**step for step in range(21))
 BATCH_SIZE_BUCKETS = tuple(float(2**step) for step in range(13))  # 1 ... 4096
 BATCH_TOKEN_BUCKETS = tuple(float(2**step) for step in range(3, 18))  # 8 ... 131072
 EFFICIENCY_BUCKETS = tuple(step / 10 for step in range(1, 11))  # 0.1 ... 1.0
+COST_RATIO_BUCKETS = tuple(0.25 * 2 ** (step / 2) for step in range(9))  # 0.25 ... 4
 
+MODEL_STATES = ("loading", "ready", "draining", "failed")
 UNKNOWN_MODEL = "unknown"
 NO_MODEL = "none"
 
@@ -114,6 +120,19 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.batch_cost_ratio = Histogram(
+            "embed_batch_cost_ratio",
+            "Measured over predicted execution time per batch (batchers with a cost model)",
+            stage,
+            buckets=COST_RATIO_BUCKETS,
+            registry=r,
+        )
+        self.batch_cost = Gauge(
+            "embed_batch_cost_seconds",
+            "Seconds per batch the cost model measured at warm-up, by batch size and length",
+            ["model", "version", "batch_size", "length"],
+            registry=r,
+        )
         self.texts = Counter(
             "embed_texts_total",
             "Texts answered, by where the result came from (computed or cached)",
@@ -156,6 +175,13 @@ class Metrics:
             ["model", "version"],
             registry=r,
         )
+        self.model_states = Gauge(
+            "embed_model_state",
+            "1 for the state the model version is in (loading, ready, draining, failed), "
+            "0 for the others",
+            ["model", "version", "state"],
+            registry=r,
+        )
         self.model_load = Gauge(
             "embed_model_load_seconds",
             "Seconds the model version took to load, check and warm up",
@@ -186,6 +212,12 @@ class Metrics:
         """The observer of the batcher ``name`` ("bert/1 embed")."""
         label, operation = name.rsplit(" ", 1)
         return BatcherMetrics(self, label.rsplit("/", 1)[0], operation)
+
+    def cost_table(self, model: str, version: int, table: CostTable) -> None:
+        """The seconds per batch measured at warm-up, one series per grid point."""
+        for size, row in zip(table.batch_sizes, table.seconds, strict=True):
+            for length, seconds in zip(table.lengths, row, strict=True):
+                self.batch_cost.labels(model, str(version), str(size), str(length)).set(seconds)
 
     def watch_queue(self, model: str, operation: str, depth: Callable[[], int]) -> None:
         self.queue_depth.labels(model, operation).set_function(depth)
@@ -240,8 +272,18 @@ class Metrics:
         self.model_load.labels(model, str(version)).set(seconds)
         self.model_ready.labels(model, str(version)).set(1)
 
+    def model_state_changed(self, model: str, version: int, state: str) -> None:
+        """``embed_model_state`` says ``state``; ``embed_model_ready`` is 1 only when ready."""
+        for each in MODEL_STATES:
+            self.model_states.labels(model, str(version), each).set(1 if each == state else 0)
+        self.model_ready.labels(model, str(version)).set(1 if state == "ready" else 0)
+
     def model_stopped(self, model: str, version: int) -> None:
+        """The version is unloaded: not ready, and in no state any more."""
         self.model_ready.labels(model, str(version)).set(0)
+        for each in MODEL_STATES:
+            with contextlib.suppress(KeyError):  # never reported in that state
+                self.model_states.remove(model, str(version), each)
 
     def built(self, providers: Sequence[str]) -> None:
         try:
@@ -276,6 +318,7 @@ class BatcherMetrics:
         self._tokens = metrics.batch_tokens.labels(*labels)
         self._efficiency = metrics.batch_padding_efficiency.labels(*labels)
         self._execution = metrics.batch_execution.labels(*labels)
+        self._cost_ratio = metrics.batch_cost_ratio.labels(*labels)
         self._dropped = metrics.dropped
         self._labels = labels
 
@@ -291,3 +334,9 @@ class BatcherMetrics:
 
     def on_executed(self, seconds: float) -> None:
         self._execution.observe(seconds)
+
+    def on_cost(
+        self, batch_size: int, padded_length: int, predicted_s: float, executed_s: float
+    ) -> None:
+        if predicted_s > 0:
+            self._cost_ratio.observe(executed_s / predicted_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,12 +22,20 @@ from export.bert.graphs import (
     BertFillMaskGraph,
     bert_export_spec,
 )
+from export.bert.precision import PrecisionPlan, check_precision, convert_graph
 from export.bert.tokenizer import TokenizerInfo, load_checkpoint_tokenizer
 from export.optimize import optimize_transformer
 from export.publish import publish_version
 from export.spec import ExportSpec, GraphExportSpec
-from export.validate import Arrays, ValidationFailed, ValidationReport, validate_graph
-from modelrepo import ModelSpec, sha256_of_files
+from export.validate import Arrays, raise_unless_passed, validate_graph
+from modelrepo import (
+    GraphValidation,
+    ModelSpec,
+    ValidationReport,
+    VariantReport,
+    sha256_of_files,
+)
+from modelrepo.validation import OPTIMIZED, UNOPTIMIZED
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +188,18 @@ def _valid_tokens(name: str, inputs: Arrays) -> np.ndarray | None:
 
 
 def export_bert(
-    loaded: LoadedBert, models_dir: Path, name: str, version: int | None, source: str
+    loaded: LoadedBert,
+    models_dir: Path,
+    name: str,
+    version: int | None,
+    source: str,
+    precision: PrecisionPlan | None = None,
 ) -> Path:
-    """Export, optimize where parity holds, validate and publish ``models/<name>/<version>``."""
+    """Export, optimize where parity holds, validate and publish ``models/<name>/<version>``.
+
+    With a ``precision`` plan the fp32 graphs are validated as always, then converted (int8 or
+    fp16) and published only if the converted graphs pass the plan's cosine check.
+    """
     config = loaded.config
     spec = bert_export_spec(
         config.num_hidden_layers, config.hidden_size, config.vocab_size, loaded.mlm is not None
@@ -195,16 +213,23 @@ def export_bert(
         fill_mask = BertFillMaskGraph(loaded.encoder, loaded.mlm.cls).eval()
         modules["fill_mask"] = (fill_mask, inputs.with_masks)
 
-    def build(staging: Path, number: int) -> tuple[ModelSpec, dict[str, Any]]:
-        reports: dict[str, Any] = {}
+    def build(staging: Path, number: int) -> tuple[ModelSpec, ValidationReport]:
+        # a reduced version keeps its fp32 graphs aside only until they have been compared
+        fp32_dir = staging if precision is None else staging / "fp32"
+        fp32_dir.mkdir(exist_ok=True)
+        reports: dict[str, GraphValidation] = {}
         for graph in spec.graphs:
             module, make_inputs = modules[graph.role]
             reports[graph.role] = _export_graph(
-                module, graph, make_inputs, shapes, staging, spec, config
+                module, graph, make_inputs, shapes, fp32_dir, spec, config
             )
-        loaded.tokenizer.tokenizer.save(str(staging / "tokenizer.json"))
         model_spec = _model_spec(loaded, spec, name, number, source)
-        return model_spec, {"passed": True, "tolerance": spec.tolerance, "graphs": reports}
+        for directory in {staging, fp32_dir}:
+            loaded.tokenizer.tokenizer.save(str(directory / "tokenizer.json"))
+        if precision is not None:
+            reports = _reduce(fp32_dir, model_spec, staging, reports, precision)
+            model_spec = model_spec.model_copy(update={"precision": precision.precision})
+        return model_spec, ValidationReport(passed=True, tolerance=spec.tolerance, graphs=reports)
 
     return publish_version(models_dir, name, version, build)
 
@@ -217,7 +242,7 @@ def _export_graph(
     staging: Path,
     spec: ExportSpec,
     config: BertConfig,
-) -> dict[str, Any]:
+) -> GraphValidation:
     """Export one graph, validate it, then keep ORT's optimized form only if it keeps parity."""
     plain = staging / f"{graph.role}.unoptimized.onnx"
     _export(module, graph, make_inputs(2, 16), plain, spec.opset)
@@ -227,16 +252,15 @@ def _export_graph(
 
     extra = _top5_identical if graph.role == "fill_mask" else None
 
-    def check(path: Path) -> ValidationReport:
+    def check(path: Path) -> VariantReport:
         return validate_graph(
             path, graph, make_inputs, reference, spec.tolerance, shapes, _valid_tokens, extra
         )
 
     unoptimized = check(plain)
-    if not unoptimized.passed:
-        raise ValidationFailed(f"{graph.role}: " + "; ".join(unoptimized.problems))
+    raise_unless_passed(unoptimized)
     optimized_path = staging / f"{graph.role}.optimized.onnx"
-    optimized: ValidationReport | None = None
+    optimized: VariantReport | None = None
     try:
         optimize_transformer(plain, optimized_path, config.num_attention_heads, config.hidden_size)
         optimized = check(optimized_path)
@@ -246,11 +270,35 @@ def _export_graph(
     chosen.rename(staging / graph.file)
     for leftover in (plain, optimized_path):
         leftover.unlink(missing_ok=True)
+    variants = {UNOPTIMIZED: unoptimized}
+    if optimized is not None:
+        variants[OPTIMIZED] = optimized
+    served = optimized if optimized is not None and chosen == optimized_path else unoptimized
+    return GraphValidation(
+        file=graph.file,
+        passed=True,
+        tolerance=spec.tolerance,
+        optimized=served is optimized,
+        max_abs_diff=served.max_abs_diff,
+        variants=variants,
+    )
+
+
+def _reduce(
+    fp32_dir: Path,
+    fp32_spec: ModelSpec,
+    staging: Path,
+    reports: dict[str, GraphValidation],
+    plan: PrecisionPlan,
+) -> dict[str, GraphValidation]:
+    """Convert every validated fp32 graph, check the result against them, drop the fp32 ones."""
+    for graph in fp32_spec.graphs.values():
+        convert_graph(fp32_dir / graph.file, staging / graph.file, plan.precision)
+    checks = check_precision(fp32_dir, fp32_spec, staging, plan)
+    shutil.rmtree(fp32_dir)
     return {
-        "file": graph.file,
-        "optimized": chosen == optimized_path,
-        "unoptimized": unoptimized.to_dict(),
-        "optimized_report": None if optimized is None else optimized.to_dict(),
+        role: report.model_copy(update={"precision": checks[role]})
+        for role, report in reports.items()
     }
 
 
@@ -285,7 +333,14 @@ def _model_spec(
     )
 
 
-def import_bert(checkpoint: Path, models_dir: Path, name: str, version: int | None = None) -> Path:
+def import_bert(
+    checkpoint: Path,
+    models_dir: Path,
+    name: str,
+    version: int | None = None,
+    precision: PrecisionPlan | None = None,
+) -> Path:
     """``python -m export bert --from-hf DIR``: load, export, validate, publish."""
     loaded = load_checkpoint(checkpoint)
-    return export_bert(loaded, models_dir, name, version, source=f"hf:{checkpoint.resolve()}")
+    source = f"hf:{checkpoint.resolve()}"
+    return export_bert(loaded, models_dir, name, version, source, precision)

@@ -4,8 +4,21 @@ from service.batching.batcher import (
     BatchingConfig,
     BatchObserver,
     BatchTiming,
+    CostObserver,
     DynamicBatcher,
     TeeObserver,
 )
+from service.batching.cost import CostTable, RunBatch, cost_grid, measure_cost_table
 
-__all__ = ["BatchObserver", "BatchTiming", "BatchingConfig", "DynamicBatcher", "TeeObserver"]
+__all__ = [
+    "BatchObserver",
+    "BatchTiming",
+    "BatchingConfig",
+    "CostObserver",
+    "CostTable",
+    "DynamicBatcher",
+    "RunBatch",
+    "TeeObserver",
+    "cost_grid",
+    "measure_cost_table",
+]

@@ -11,6 +11,13 @@ tokens) or its oldest item has waited ``max_queue_delay_ms`` (or the batcher is 
 every slot is busy the queue just grows; the next batch is formed the moment a slot frees, from
 everything that arrived meanwhile (forming it earlier would only shut out later arrivals).
 Everything runs on one event loop, so the queue needs no locks.
+
+With a cost table (``BatchingConfig.cost_model``, see ``cost`` and ``shaping``) the shape of each
+batch is chosen by its predicted cost instead: the batch is the prefix of the selection with the
+best predicted gain over running its texts one at a time, and an idle batcher dispatches it at
+once unless a fuller batch is both expected in time and predicted to pay. It waits at most
+``max_queue_delay_ms``, and at most half of a queued item's time to its deadline less the batch's
+predicted run, so the batch can still finish in time. The size and token limits stay.
 """
 
 from __future__ import annotations
@@ -18,15 +25,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar, cast
+from dataclasses import dataclass, field, replace
+from typing import Generic, Protocol, TypeVar, cast, runtime_checkable
 
+from service.batching.cost import CostTable
 from service.batching.selection import LengthBucketQueue, QueuedItem, Selection
+from service.batching.shaping import CostShaper
 from service.errors import DeadlineExceeded, InvalidArgument, Overloaded, Unavailable
 
 logger = logging.getLogger(__name__)
+
+_DEADLINE_SHARE = 0.5
+"""With a cost model, the share of an item's time to its deadline it may wait for company."""
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
@@ -46,6 +59,9 @@ class BatchingConfig:
     """Items waiting in the queue; beyond it ``submit`` raises ``Overloaded`` at once."""
     max_concurrent_batches: int = 1
     """Batches in flight at once (1: the next batch queues up while one runs)."""
+    cost_model: CostTable | None = None
+    """Measured seconds per batch shape; when given, batch shapes and waits are chosen from the
+    predicted cost, within the limits above, instead of filling batches to ``max_batch_size``."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -97,6 +113,16 @@ class BatchObserver(Protocol):
         """A batch finished executing (successfully or not) after ``seconds``."""
 
 
+@runtime_checkable
+class CostObserver(Protocol):
+    """An optional extra hook of a ``BatchObserver``, called when the batcher has a cost model."""
+
+    def on_cost(
+        self, batch_size: int, padded_length: int, predicted_s: float, executed_s: float
+    ) -> None:
+        """A batch finished: the cost table's prediction for its shape next to its real time."""
+
+
 class TeeObserver:
     """Forwards every event to several observers (metrics and a benchmark's recorder, say)."""
 
@@ -120,6 +146,14 @@ class TeeObserver:
         for observer in self._observers:
             observer.on_executed(seconds)
 
+    def on_cost(
+        self, batch_size: int, padded_length: int, predicted_s: float, executed_s: float
+    ) -> None:
+        """Forwards ``on_cost`` to the observers that have it."""
+        for observer in self._observers:
+            if isinstance(observer, CostObserver):
+                observer.on_cost(batch_size, padded_length, predicted_s, executed_s)
+
 
 class _NullObserver:
     """Observer that ignores everything."""
@@ -133,6 +167,11 @@ class _NullObserver:
         """Ignored."""
 
     def on_executed(self, seconds: float) -> None:
+        """Ignored."""
+
+    def on_cost(
+        self, batch_size: int, padded_length: int, predicted_s: float, executed_s: float
+    ) -> None:
         """Ignored."""
 
 
@@ -164,6 +203,17 @@ class _GuardedObserver:
             self._inner.on_executed(seconds)
         except Exception:
             logger.exception("batch observer failed in on_executed")
+
+    def on_cost(
+        self, batch_size: int, padded_length: int, predicted_s: float, executed_s: float
+    ) -> None:
+        """Forwards ``on_cost`` when the observer has it."""
+        if not isinstance(self._inner, CostObserver):
+            return
+        try:
+            self._inner.on_cost(batch_size, padded_length, predicted_s, executed_s)
+        except Exception:
+            logger.exception("batch observer failed in on_cost")
 
 
 @dataclass(eq=False, slots=True)
@@ -241,7 +291,16 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=config.max_concurrent_batches, thread_name_prefix=f"batcher-{name}"
         )
-        self._observer: BatchObserver = _GuardedObserver(observer) if observer else _NullObserver()
+        self._observer: _GuardedObserver | _NullObserver = (
+            _GuardedObserver(observer) if observer else _NullObserver()
+        )
+        self._shaper = (
+            CostShaper(config.cost_model, config.max_batch_size, config.max_batch_tokens)
+            if config.cost_model is not None
+            else None
+        )
+        self._predictions: dict[asyncio.Future[_Outcome[ResultT]], tuple[int, int, float]] = {}
+        """Per running batch with a cost model: its size, padded length and predicted seconds."""
         self._queue: LengthBucketQueue[_Entry[ItemT, ResultT]] = LengthBucketQueue()
         self._running: dict[asyncio.Future[_Outcome[ResultT]], list[_Entry[ItemT, ResultT]]] = {}
         self._wakeup = asyncio.Event()
@@ -257,6 +316,25 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
     def queue_size(self) -> int:
         """Items waiting to be put in a batch."""
         return len(self._queue)
+
+    @property
+    def config(self) -> BatchingConfig:
+        """The limits this batcher works within (with the cost table, if it has one)."""
+        return self._config
+
+    def use_cost_model(self, table: CostTable | None) -> None:
+        """Choose batch shapes by ``table`` (``None``: fill to the limits, as without one).
+
+        Only before ``start``: the table is measured at warm-up, once the engine is loaded.
+        """
+        if self._task is not None:
+            raise RuntimeError(f"batcher {self._name!r} is running; set its cost model first")
+        self._config = replace(self._config, cost_model=table)
+        self._shaper = (
+            CostShaper(table, self._config.max_batch_size, self._config.max_batch_tokens)
+            if table is not None
+            else None
+        )
 
     async def start(self) -> None:
         """Starts the background task that forms and dispatches batches."""
@@ -356,6 +434,8 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
         call.unscheduled = call.unfinished = len(entries)
         for entry in entries:
             self._queue.push(entry)
+        if self._shaper is not None:
+            self._shaper.note_arrival(len(entries), now)
         if len(self._running) < self._config.max_concurrent_batches:
             self._wakeup.set()
         return call
@@ -418,6 +498,8 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
         Returns the seconds until the oldest item's delay runs out, or None when only an event
         (an arrival, a finished batch, a stop) can make the next batch due.
         """
+        if self._shaper is not None:
+            return self._dispatch_shaped(self._shaper)
         config = self._config
         while len(self._running) < config.max_concurrent_batches:
             oldest = self._queue.oldest()
@@ -434,6 +516,46 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
             self._queue.take(selection.entries)
             self._launch(selection.entries, now)
         return None
+
+    def _dispatch_shaped(self, shaper: CostShaper) -> float | None:
+        """Like ``_dispatch_due``, choosing batch shapes and waits from the cost model."""
+        config = self._config
+        while len(self._running) < config.max_concurrent_batches:
+            oldest = self._queue.oldest()
+            if oldest is None:
+                return None
+            now = time.monotonic()
+            selection = self._queue.select(config.max_batch_size, config.max_batch_tokens)
+            wait_s = 0.0 if self._closing else oldest.enqueued_at + self._max_delay_s - now
+            wait_s = min(wait_s, self._company_wait_limit(selection.entries, now, shaper))
+            plan = shaper.plan(selection, now, wait_s)
+            if not plan.ready:
+                return wait_s
+            self._queue.take(plan.entries)
+            self._launch(plan.entries, now)
+        return None
+
+    def _company_wait_limit(
+        self, entries: Sequence[_Entry[ItemT, ResultT]], now: float, shaper: CostShaper
+    ) -> float:
+        """Seconds the items' deadlines still allow waiting for company (inf: no deadline).
+
+        Each item may spend on it ``_DEADLINE_SHARE`` of the time it had until its deadline,
+        less the predicted run of the slowest batch these items could form; the rest is left for
+        the run and for a busy event loop that wakes late.
+        """
+        limit = math.inf
+        slowest_s: float | None = None
+        for entry in entries:
+            deadline = entry.call.deadline
+            if deadline is None:
+                continue
+            if slowest_s is None:
+                longest = max(other.length for other in entries)
+                slowest_s = shaper.table.predict(len(entries), longest)
+            share = _DEADLINE_SHARE * (deadline - entry.enqueued_at - slowest_s)
+            limit = min(limit, entry.enqueued_at + share - now)
+        return limit
 
     def _full_selection(self) -> Selection[_Entry[ItemT, ResultT]] | None:
         """The next batch if the queue already fills one, else None."""
@@ -468,6 +590,10 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
             )
             return
         self._running[future] = entries
+        if self._shaper is not None:
+            padded_length = max(lengths)
+            predicted_s = self._shaper.table.predict(len(entries), padded_length)
+            self._predictions[future] = (len(entries), padded_length, predicted_s)
         future.add_done_callback(self._on_batch_done)
 
     def _without_expired(
@@ -485,12 +611,15 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
     def _on_batch_done(self, future: asyncio.Future[_Outcome[ResultT]]) -> None:
         """Delivers a finished batch's results (or error) to its callers."""
         entries = self._running.pop(future, [])  # none left when stop() already failed them
+        prediction = self._predictions.pop(future, None)
         self._wakeup.set()
         if future.cancelled():
             self._fail_calls(entries, "shutdown", Unavailable(self._shutdown_message()))
             return
         outcome = future.result()
         self._observer.on_executed(outcome.seconds)
+        if prediction is not None:
+            self._observer.on_cost(*prediction, outcome.seconds)
         if not entries:
             return
         if outcome.results is None or len(outcome.results) != len(entries):

@@ -46,6 +46,10 @@ class SessionOptions:
     device: Device = "auto"
     intra_op_threads: int = 0
     inter_op_threads: int = 1
+    spin_wait: bool = False
+    """Intra-op threads spin after each run waiting for the next one: lower latency when runs
+    come back to back on cores of their own, CPU burnt otherwise (measured here, BERT at 64
+    clients: ~2,200 against ~3,200 µs of server CPU per text without and with spinning)."""
 
 
 CPU_FP32 = SessionOptions(device="cpu")
@@ -96,6 +100,8 @@ def open_session(path: Path, options: SessionOptions, what: str = "") -> ort.Inf
     settings.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     settings.log_severity_level = 3
+    if not options.spin_wait:
+        settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), settings, providers=_providers(options.device))
     if options.device == "cuda" and session_device(session) != "cuda":
         raise RuntimeError(

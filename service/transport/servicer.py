@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Collection
+from contextlib import aclosing
 from typing import Any, TypeAlias
 
 from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
-from service.embedder import Embedder
+from service.embedder import Embedder, ServedModel
 from service.errors import Unavailable
+from service.model_states import ModelState
 from service.transport import codec
 from service.transport.status import streaming, unary
+from service.transport.streams import TextBudget, in_order
 
 # grpc ships no type information; the context is a grpc.aio.ServicerContext.
 Context: TypeAlias = Any
@@ -28,17 +31,20 @@ def _deadline(context: Context, default_timeout_s: float) -> float:
 class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     """Answers UNAVAILABLE until the application hands it a warm embedder."""
 
-    def __init__(self, default_timeout_s: float = 300.0) -> None:
+    def __init__(self, default_timeout_s: float = 300.0, stream_concurrency: int = 64) -> None:
         self.embedder: Embedder | None = None
         self.default_timeout_s = default_timeout_s
+        self.stream_concurrency = stream_concurrency
+        """Messages of one EmbedStream worked on at once (they batch with each other)."""
         self.closing = False
         """Set on shutdown: new calls get UNAVAILABLE while those in flight finish."""
         self.refused_at = 0.0
         """Event-loop time of the last call refused because of ``closing``."""
 
     def served_models(self) -> Collection[str]:
-        """The names of the models served now (none until the embedder is warm)."""
-        return () if self.embedder is None else self.embedder.models.keys()
+        """The names of the models known now: served, loading, being built or failed (none
+        until the embedder is warm)."""
+        return () if self.embedder is None else self.embedder.states.known
 
     def _ready(self) -> Embedder:
         if self.closing:
@@ -50,8 +56,9 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
 
     async def _embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
         deadline = _deadline(context, self.default_timeout_s)
+        encoding = codec.vector_encoding(request)
         outcome = await self._ready().embed(codec.embed_query(request), deadline)
-        return codec.embed_response(outcome)
+        return codec.embed_response(outcome, encoding)
 
     @unary
     async def Embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
@@ -61,8 +68,20 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     async def EmbedStream(
         self, requests: AsyncIterator[pb.EmbedRequest], context: Context
     ) -> AsyncIterator[pb.EmbedResponse]:
-        async for request in requests:
-            yield await self._embed(request, context)
+        """Up to ``stream_concurrency`` messages at once, answered in order; the first error
+        in order ends the stream with its status after the replies before it. Their texts
+        together stay within half of the model's in-flight limit (``TextBudget``), so a stream
+        is refused only when other callers fill the model, as a unary caller would be."""
+        budget = TextBudget(self._ready().limits.max_inflight_texts // 2)
+
+        async def embed(request: pb.EmbedRequest) -> pb.EmbedResponse:
+            async with budget.hold(len(request.texts)):
+                return await self._embed(request, context)
+
+        responses = in_order(requests, embed, self.stream_concurrency)
+        async with aclosing(responses):
+            async for response in responses:
+                yield response
 
     @unary
     async def FillMask(self, request: pb.FillMaskRequest, context: Context) -> pb.FillMaskResponse:
@@ -88,16 +107,58 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: Context
     ) -> pb.ListModelsResponse:
+        """Every served version, and each model that is known but has none ready (loading,
+        being built, draining or failed) with its state."""
         embedder = self._ready()
-        return pb.ListModelsResponse(
-            models=[
-                codec.model_info(served.runtime, sorted(embedder.models[served.spec.name]), True)
-                for served in embedder.served()
-            ]
-        )
+        listed = [self._info(embedder, served.spec.name, served) for served in embedder.served()]
+        listed += [
+            self._info(embedder, name, None)
+            for name in embedder.states.names()
+            if name not in embedder.models
+        ]
+        return pb.ListModelsResponse(models=[info for info in listed if info is not None])
 
     @unary
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.ModelInfo:
+        """The served version asked for (empty: the newest ready one); a model or version that
+        is known but not served is described by its state instead of NOT_FOUND."""
         embedder = self._ready()
-        served = embedder.resolve(request.model, request.version)
-        return codec.model_info(served.runtime, sorted(embedder.models[served.spec.name]), True)
+        name, version = request.model, request.version
+        unserved = self._unserved_info(embedder, name, version)
+        if unserved is not None:
+            return unserved
+        served = embedder.resolve(name, version)
+        info = self._info(embedder, name, served)
+        assert info is not None  # a served version is always described
+        return info
+
+    @staticmethod
+    def _info(embedder: Embedder, name: str, served: ServedModel | None) -> pb.ModelInfo | None:
+        """A served version as ``ModelInfo`` (its state the model's, e.g. ready with a newer
+        version refused), or a model with no ready version by its state alone."""
+        summary = embedder.states.summary(name)
+        served_versions = sorted(embedder.models.get(name, {}))
+        if served is not None:
+            reason = summary.reason if summary is not None else ""
+            return codec.model_info(served.runtime, served_versions, True, ModelState.READY, reason)
+        if summary is None:
+            return None
+        return codec.unready_model_info(name, served_versions, summary.state, summary.reason)
+
+    @staticmethod
+    def _unserved_info(embedder: Embedder, name: str, version: str) -> pb.ModelInfo | None:
+        """The state of a known model without a ready version, or of a version that is
+        loading, draining or failed; None when ``resolve`` decides."""
+        served = embedder.models.get(name)
+        if not version:
+            return None if served else EmbeddingServicer._info(embedder, name, None)
+        if not (version.isascii() and version.isdigit()) or len(version) > 18:
+            return None
+        number = int(version)
+        known = embedder.states.version(name, number)
+        if (served and number in served) or known is None:
+            return None
+        versions = sorted(served or {})
+        info = codec.unready_model_info(name, versions, known.state, known.reason)
+        info.version = str(number)
+        return info

@@ -42,6 +42,7 @@ class ServerProcess:
             "--host", "127.0.0.1",
             "--port", "0",
             "--metrics-port", "0",
+            "--batching-cost-model", "off",  # no warm-up grid: test servers start at once
             *args,
         ]  # fmt: skip
         self.log_path = log_path

@@ -24,55 +24,59 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"proto/embedding/v1/embedding.proto\x12\x0c\x65mbedding.v1\"\xf8\x01\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05texts\x18\x03 \x03(\t\x12&\n\x07pooling\x18\x04 \x01(\x0e\x32\x15.embedding.v1.Pooling\x12\x0e\n\x06layers\x18\x05 \x03(\x05\x12\x15\n\rlayer_weights\x18\x06 \x03(\x02\x12\x11\n\tnormalize\x18\x07 \x01(\x08\x12\x10\n\x08truncate\x18\x08 \x01(\x08\x12\x14\n\x0cskip_unknown\x18\t \x01(\x08\x12/\n\x0c\x63\x61\x63he_policy\x18\n \x01(\x0e\x32\x19.embedding.v1.CachePolicy\"z\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x12\n\nnum_tokens\x18\x02 \x01(\r\x12\x0e\n\x06tokens\x18\x03 \x03(\t\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\x12\x16\n\x0eunknown_tokens\x18\x06 \x03(\t\"s\n\x06Timing\x12\x10\n\x08queue_us\x18\x01 \x01(\x04\x12\x17\n\x0ftokenization_us\x18\x02 \x01(\x04\x12\x14\n\x0cinference_us\x18\x03 \x01(\x04\x12\x10\n\x08total_us\x18\x04 \x01(\x04\x12\x16\n\x0epostprocess_us\x18\x05 \x01(\x04\"\x8f\x01\n\rEmbedResponse\x12+\n\nembeddings\x18\x01 \x03(\x0b\x32\x17.embedding.v1.Embedding\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12$\n\x06timing\x18\x05 \x01(\x0b\x32\x14.embedding.v1.Timing\"\x80\x01\n\x0f\x46illMaskRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05texts\x18\x03 \x03(\t\x12\r\n\x05top_k\x18\x04 \x01(\r\x12/\n\x0c\x63\x61\x63he_policy\x18\x05 \x01(\x0e\x32\x19.embedding.v1.CachePolicy\"R\n\x0eMaskPrediction\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x10\n\x08token_id\x18\x03 \x01(\x05\x12\x10\n\x08sequence\x18\x04 \x01(\t\"D\n\x0fMaskPredictions\x12\x31\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x1c.embedding.v1.MaskPrediction\"N\n\x0e\x46illMaskResult\x12,\n\x05masks\x18\x01 \x03(\x0b\x32\x1d.embedding.v1.MaskPredictions\x12\x0e\n\x06\x63\x61\x63hed\x18\x02 \x01(\x08\"\x87\x01\n\x10\x46illMaskResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.embedding.v1.FillMaskResult\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12$\n\x06timing\x18\x04 \x01(\x0b\x32\x14.embedding.v1.Timing\"g\n\x12MostSimilarRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08positive\x18\x03 \x03(\t\x12\x10\n\x08negative\x18\x04 \x03(\t\x12\r\n\x05top_k\x18\x05 \x01(\r\"\'\n\x08Neighbor\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"`\n\x13MostSimilarResponse\x12)\n\tneighbors\x18\x01 \x03(\x0b\x32\x16.embedding.v1.Neighbor\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"@\n\x0fTokenizeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05texts\x18\x03 \x03(\t\"=\n\rTokenizedText\x12\x0e\n\x06tokens\x18\x01 \x03(\t\x12\x0b\n\x03ids\x18\x02 \x03(\x05\x12\x0f\n\x07offsets\x18\x03 \x03(\r\"`\n\x10TokenizeResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.embedding.v1.TokenizedText\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.embedding.v1.ModelInfo\"1\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xaa\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x0b\n\x03\x64im\x18\x04 \x01(\r\x12\x12\n\nnum_layers\x18\x05 \x01(\r\x12\x1b\n\x13max_sequence_length\x18\x06 \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12.\n\x0f\x64\x65\x66\x61ult_pooling\x18\x08 \x01(\x0e\x32\x15.embedding.v1.Pooling\x12\x16\n\x0e\x64\x65\x66\x61ult_layers\x18\t \x03(\x05\x12\x12\n\nmask_token\x18\n \x01(\t\x12\x10\n\x08versions\x18\x0b \x03(\t\x12\x17\n\x0fsource_checksum\x18\x0c \x01(\t\x12\r\n\x05ready\x18\r \x01(\x08*h\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPOOLING_CLS\x10\x01\x12\x10\n\x0cPOOLING_MEAN\x10\x02\x12\x0f\n\x0bPOOLING_MAX\x10\x03\x12\x10\n\x0cPOOLING_NONE\x10\x04*^\n\x0b\x43\x61\x63hePolicy\x12\x1c\n\x18\x43\x41\x43HE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43\x41\x43HE_POLICY_BYPASS\x10\x01\x12\x18\n\x14\x43\x41\x43HE_POLICY_REFRESH\x10\x02\x32\x9f\x04\n\x10\x45mbeddingService\x12@\n\x05\x45mbed\x12\x1a.embedding.v1.EmbedRequest\x1a\x1b.embedding.v1.EmbedResponse\x12J\n\x0b\x45mbedStream\x12\x1a.embedding.v1.EmbedRequest\x1a\x1b.embedding.v1.EmbedResponse(\x01\x30\x01\x12I\n\x08\x46illMask\x12\x1d.embedding.v1.FillMaskRequest\x1a\x1e.embedding.v1.FillMaskResponse\x12R\n\x0bMostSimilar\x12 .embedding.v1.MostSimilarRequest\x1a!.embedding.v1.MostSimilarResponse\x12I\n\x08Tokenize\x12\x1d.embedding.v1.TokenizeRequest\x1a\x1e.embedding.v1.TokenizeResponse\x12O\n\nListModels\x12\x1f.embedding.v1.ListModelsRequest\x1a .embedding.v1.ListModelsResponse\x12\x42\n\x08GetModel\x12\x1d.embedding.v1.GetModelRequest\x1a\x17.embedding.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"proto/embedding/v1/embedding.proto\x12\x0c\x65mbedding.v1\"\xa8\x02\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05texts\x18\x03 \x03(\t\x12&\n\x07pooling\x18\x04 \x01(\x0e\x32\x15.embedding.v1.Pooling\x12\x0e\n\x06layers\x18\x05 \x03(\x05\x12\x15\n\rlayer_weights\x18\x06 \x03(\x02\x12\x11\n\tnormalize\x18\x07 \x01(\x08\x12\x10\n\x08truncate\x18\x08 \x01(\x08\x12\x14\n\x0cskip_unknown\x18\t \x01(\x08\x12/\n\x0c\x63\x61\x63he_policy\x18\n \x01(\x0e\x32\x19.embedding.v1.CachePolicy\x12.\n\x08\x65ncoding\x18\x0b \x01(\x0e\x32\x1c.embedding.v1.VectorEncoding\"\x8e\x01\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x12\n\nnum_tokens\x18\x02 \x01(\r\x12\x0e\n\x06tokens\x18\x03 \x03(\t\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\x12\x16\n\x0eunknown_tokens\x18\x06 \x03(\t\x12\x12\n\nraw_values\x18\x07 \x01(\x0c\"s\n\x06Timing\x12\x10\n\x08queue_us\x18\x01 \x01(\x04\x12\x17\n\x0ftokenization_us\x18\x02 \x01(\x04\x12\x14\n\x0cinference_us\x18\x03 \x01(\x04\x12\x10\n\x08total_us\x18\x04 \x01(\x04\x12\x16\n\x0epostprocess_us\x18\x05 \x01(\x04\"\xbf\x01\n\rEmbedResponse\x12+\n\nembeddings\x18\x01 \x03(\x0b\x32\x17.embedding.v1.Embedding\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12$\n\x06timing\x18\x05 \x01(\x0b\x32\x14.embedding.v1.Timing\x12.\n\x08\x65ncoding\x18\x06 \x01(\x0e\x32\x1c.embedding.v1.VectorEncoding\"\x80\x01\n\x0f\x46illMaskRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05texts\x18\x03 \x03(\t\x12\r\n\x05top_k\x18\x04 \x01(\r\x12/\n\x0c\x63\x61\x63he_policy\x18\x05 \x01(\x0e\x32\x19.embedding.v1.CachePolicy\"R\n\x0eMaskPrediction\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x10\n\x08token_id\x18\x03 \x01(\x05\x12\x10\n\x08sequence\x18\x04 \x01(\t\"D\n\x0fMaskPredictions\x12\x31\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x1c.embedding.v1.MaskPrediction\"N\n\x0e\x46illMaskResult\x12,\n\x05masks\x18\x01 \x03(\x0b\x32\x1d.embedding.v1.MaskPredictions\x12\x0e\n\x06\x63\x61\x63hed\x18\x02 \x01(\x08\"\x87\x01\n\x10\x46illMaskResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.embedding.v1.FillMaskResult\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12$\n\x06timing\x18\x04 \x01(\x0b\x32\x14.embedding.v1.Timing\"g\n\x12MostSimilarRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08positive\x18\x03 \x03(\t\x12\x10\n\x08negative\x18\x04 \x03(\t\x12\r\n\x05top_k\x18\x05 \x01(\r\"\'\n\x08Neighbor\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"`\n\x13MostSimilarResponse\x12)\n\tneighbors\x18\x01 \x03(\x0b\x32\x16.embedding.v1.Neighbor\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"@\n\x0fTokenizeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05texts\x18\x03 \x03(\t\"=\n\rTokenizedText\x12\x0e\n\x06tokens\x18\x01 \x03(\t\x12\x0b\n\x03ids\x18\x02 \x03(\x05\x12\x0f\n\x07offsets\x18\x03 \x03(\r\"`\n\x10TokenizeResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.embedding.v1.TokenizedText\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.embedding.v1.ModelInfo\"1\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xfc\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x0b\n\x03\x64im\x18\x04 \x01(\r\x12\x12\n\nnum_layers\x18\x05 \x01(\r\x12\x1b\n\x13max_sequence_length\x18\x06 \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12.\n\x0f\x64\x65\x66\x61ult_pooling\x18\x08 \x01(\x0e\x32\x15.embedding.v1.Pooling\x12\x16\n\x0e\x64\x65\x66\x61ult_layers\x18\t \x03(\x05\x12\x12\n\nmask_token\x18\n \x01(\t\x12\x10\n\x08versions\x18\x0b \x03(\t\x12\x17\n\x0fsource_checksum\x18\x0c \x01(\t\x12\r\n\x05ready\x18\r \x01(\x08\x12\'\n\x05state\x18\x0e \x01(\x0e\x32\x18.embedding.v1.ModelState\x12\x14\n\x0cstate_reason\x18\x0f \x01(\t\x12\x11\n\tprecision\x18\x10 \x01(\t*h\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPOOLING_CLS\x10\x01\x12\x10\n\x0cPOOLING_MEAN\x10\x02\x12\x0f\n\x0bPOOLING_MAX\x10\x03\x12\x10\n\x0cPOOLING_NONE\x10\x04*^\n\x0b\x43\x61\x63hePolicy\x12\x1c\n\x18\x43\x41\x43HE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43\x41\x43HE_POLICY_BYPASS\x10\x01\x12\x18\n\x14\x43\x41\x43HE_POLICY_REFRESH\x10\x02*k\n\x0eVectorEncoding\x12\x1f\n\x1bVECTOR_ENCODING_UNSPECIFIED\x10\x00\x12\x1b\n\x17VECTOR_ENCODING_FLOAT32\x10\x01\x12\x1b\n\x17VECTOR_ENCODING_FLOAT16\x10\x02*\x8b\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x18\n\x14MODEL_STATE_DRAINING\x10\x03\x12\x16\n\x12MODEL_STATE_FAILED\x10\x04\x32\x9f\x04\n\x10\x45mbeddingService\x12@\n\x05\x45mbed\x12\x1a.embedding.v1.EmbedRequest\x1a\x1b.embedding.v1.EmbedResponse\x12J\n\x0b\x45mbedStream\x12\x1a.embedding.v1.EmbedRequest\x1a\x1b.embedding.v1.EmbedResponse(\x01\x30\x01\x12I\n\x08\x46illMask\x12\x1d.embedding.v1.FillMaskRequest\x1a\x1e.embedding.v1.FillMaskResponse\x12R\n\x0bMostSimilar\x12 .embedding.v1.MostSimilarRequest\x1a!.embedding.v1.MostSimilarResponse\x12I\n\x08Tokenize\x12\x1d.embedding.v1.TokenizeRequest\x1a\x1e.embedding.v1.TokenizeResponse\x12O\n\nListModels\x12\x1f.embedding.v1.ListModelsRequest\x1a .embedding.v1.ListModelsResponse\x12\x42\n\x08GetModel\x12\x1d.embedding.v1.GetModelRequest\x1a\x17.embedding.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.embedding.v1.embedding_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POOLING']._serialized_start=2100
-  _globals['_POOLING']._serialized_end=2204
-  _globals['_CACHEPOLICY']._serialized_start=2206
-  _globals['_CACHEPOLICY']._serialized_end=2300
+  _globals['_POOLING']._serialized_start=2299
+  _globals['_POOLING']._serialized_end=2403
+  _globals['_CACHEPOLICY']._serialized_start=2405
+  _globals['_CACHEPOLICY']._serialized_end=2499
+  _globals['_VECTORENCODING']._serialized_start=2501
+  _globals['_VECTORENCODING']._serialized_end=2608
+  _globals['_MODELSTATE']._serialized_start=2611
+  _globals['_MODELSTATE']._serialized_end=2750
   _globals['_EMBEDREQUEST']._serialized_start=53
-  _globals['_EMBEDREQUEST']._serialized_end=301
-  _globals['_EMBEDDING']._serialized_start=303
-  _globals['_EMBEDDING']._serialized_end=425
-  _globals['_TIMING']._serialized_start=427
-  _globals['_TIMING']._serialized_end=542
-  _globals['_EMBEDRESPONSE']._serialized_start=545
-  _globals['_EMBEDRESPONSE']._serialized_end=688
-  _globals['_FILLMASKREQUEST']._serialized_start=691
-  _globals['_FILLMASKREQUEST']._serialized_end=819
-  _globals['_MASKPREDICTION']._serialized_start=821
-  _globals['_MASKPREDICTION']._serialized_end=903
-  _globals['_MASKPREDICTIONS']._serialized_start=905
-  _globals['_MASKPREDICTIONS']._serialized_end=973
-  _globals['_FILLMASKRESULT']._serialized_start=975
-  _globals['_FILLMASKRESULT']._serialized_end=1053
-  _globals['_FILLMASKRESPONSE']._serialized_start=1056
-  _globals['_FILLMASKRESPONSE']._serialized_end=1191
-  _globals['_MOSTSIMILARREQUEST']._serialized_start=1193
-  _globals['_MOSTSIMILARREQUEST']._serialized_end=1296
-  _globals['_NEIGHBOR']._serialized_start=1298
-  _globals['_NEIGHBOR']._serialized_end=1337
-  _globals['_MOSTSIMILARRESPONSE']._serialized_start=1339
-  _globals['_MOSTSIMILARRESPONSE']._serialized_end=1435
-  _globals['_TOKENIZEREQUEST']._serialized_start=1437
-  _globals['_TOKENIZEREQUEST']._serialized_end=1501
-  _globals['_TOKENIZEDTEXT']._serialized_start=1503
-  _globals['_TOKENIZEDTEXT']._serialized_end=1564
-  _globals['_TOKENIZERESPONSE']._serialized_start=1566
-  _globals['_TOKENIZERESPONSE']._serialized_end=1662
-  _globals['_LISTMODELSREQUEST']._serialized_start=1664
-  _globals['_LISTMODELSREQUEST']._serialized_end=1683
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1685
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1746
-  _globals['_GETMODELREQUEST']._serialized_start=1748
-  _globals['_GETMODELREQUEST']._serialized_end=1797
-  _globals['_MODELINFO']._serialized_start=1800
-  _globals['_MODELINFO']._serialized_end=2098
-  _globals['_EMBEDDINGSERVICE']._serialized_start=2303
-  _globals['_EMBEDDINGSERVICE']._serialized_end=2846
+  _globals['_EMBEDREQUEST']._serialized_end=349
+  _globals['_EMBEDDING']._serialized_start=352
+  _globals['_EMBEDDING']._serialized_end=494
+  _globals['_TIMING']._serialized_start=496
+  _globals['_TIMING']._serialized_end=611
+  _globals['_EMBEDRESPONSE']._serialized_start=614
+  _globals['_EMBEDRESPONSE']._serialized_end=805
+  _globals['_FILLMASKREQUEST']._serialized_start=808
+  _globals['_FILLMASKREQUEST']._serialized_end=936
+  _globals['_MASKPREDICTION']._serialized_start=938
+  _globals['_MASKPREDICTION']._serialized_end=1020
+  _globals['_MASKPREDICTIONS']._serialized_start=1022
+  _globals['_MASKPREDICTIONS']._serialized_end=1090
+  _globals['_FILLMASKRESULT']._serialized_start=1092
+  _globals['_FILLMASKRESULT']._serialized_end=1170
+  _globals['_FILLMASKRESPONSE']._serialized_start=1173
+  _globals['_FILLMASKRESPONSE']._serialized_end=1308
+  _globals['_MOSTSIMILARREQUEST']._serialized_start=1310
+  _globals['_MOSTSIMILARREQUEST']._serialized_end=1413
+  _globals['_NEIGHBOR']._serialized_start=1415
+  _globals['_NEIGHBOR']._serialized_end=1454
+  _globals['_MOSTSIMILARRESPONSE']._serialized_start=1456
+  _globals['_MOSTSIMILARRESPONSE']._serialized_end=1552
+  _globals['_TOKENIZEREQUEST']._serialized_start=1554
+  _globals['_TOKENIZEREQUEST']._serialized_end=1618
+  _globals['_TOKENIZEDTEXT']._serialized_start=1620
+  _globals['_TOKENIZEDTEXT']._serialized_end=1681
+  _globals['_TOKENIZERESPONSE']._serialized_start=1683
+  _globals['_TOKENIZERESPONSE']._serialized_end=1779
+  _globals['_LISTMODELSREQUEST']._serialized_start=1781
+  _globals['_LISTMODELSREQUEST']._serialized_end=1800
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1802
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1863
+  _globals['_GETMODELREQUEST']._serialized_start=1865
+  _globals['_GETMODELREQUEST']._serialized_end=1914
+  _globals['_MODELINFO']._serialized_start=1917
+  _globals['_MODELINFO']._serialized_end=2297
+  _globals['_EMBEDDINGSERVICE']._serialized_start=2753
+  _globals['_EMBEDDINGSERVICE']._serialized_end=3296
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,20 @@ class CachePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CACHE_POLICY_UNSPECIFIED: _ClassVar[CachePolicy]
     CACHE_POLICY_BYPASS: _ClassVar[CachePolicy]
     CACHE_POLICY_REFRESH: _ClassVar[CachePolicy]
+
+class VectorEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VECTOR_ENCODING_UNSPECIFIED: _ClassVar[VectorEncoding]
+    VECTOR_ENCODING_FLOAT32: _ClassVar[VectorEncoding]
+    VECTOR_ENCODING_FLOAT16: _ClassVar[VectorEncoding]
+
+class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_STATE_UNSPECIFIED: _ClassVar[ModelState]
+    MODEL_STATE_LOADING: _ClassVar[ModelState]
+    MODEL_STATE_READY: _ClassVar[ModelState]
+    MODEL_STATE_DRAINING: _ClassVar[ModelState]
+    MODEL_STATE_FAILED: _ClassVar[ModelState]
 POOLING_UNSPECIFIED: Pooling
 POOLING_CLS: Pooling
 POOLING_MEAN: Pooling
@@ -28,9 +42,17 @@ POOLING_NONE: Pooling
 CACHE_POLICY_UNSPECIFIED: CachePolicy
 CACHE_POLICY_BYPASS: CachePolicy
 CACHE_POLICY_REFRESH: CachePolicy
+VECTOR_ENCODING_UNSPECIFIED: VectorEncoding
+VECTOR_ENCODING_FLOAT32: VectorEncoding
+VECTOR_ENCODING_FLOAT16: VectorEncoding
+MODEL_STATE_UNSPECIFIED: ModelState
+MODEL_STATE_LOADING: ModelState
+MODEL_STATE_READY: ModelState
+MODEL_STATE_DRAINING: ModelState
+MODEL_STATE_FAILED: ModelState
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("model", "version", "texts", "pooling", "layers", "layer_weights", "normalize", "truncate", "skip_unknown", "cache_policy")
+    __slots__ = ("model", "version", "texts", "pooling", "layers", "layer_weights", "normalize", "truncate", "skip_unknown", "cache_policy", "encoding")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +63,7 @@ class EmbedRequest(_message.Message):
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     SKIP_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     CACHE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     texts: _containers.RepeatedScalarFieldContainer[str]
@@ -51,23 +74,26 @@ class EmbedRequest(_message.Message):
     truncate: bool
     skip_unknown: bool
     cache_policy: CachePolicy
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., layer_weights: _Optional[_Iterable[float]] = ..., normalize: _Optional[bool] = ..., truncate: _Optional[bool] = ..., skip_unknown: _Optional[bool] = ..., cache_policy: _Optional[_Union[CachePolicy, str]] = ...) -> None: ...
+    encoding: VectorEncoding
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., layer_weights: _Optional[_Iterable[float]] = ..., normalize: _Optional[bool] = ..., truncate: _Optional[bool] = ..., skip_unknown: _Optional[bool] = ..., cache_policy: _Optional[_Union[CachePolicy, str]] = ..., encoding: _Optional[_Union[VectorEncoding, str]] = ...) -> None: ...
 
 class Embedding(_message.Message):
-    __slots__ = ("values", "num_tokens", "tokens", "truncated", "cached", "unknown_tokens")
+    __slots__ = ("values", "num_tokens", "tokens", "truncated", "cached", "unknown_tokens", "raw_values")
     VALUES_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RAW_VALUES_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[float]
     num_tokens: int
     tokens: _containers.RepeatedScalarFieldContainer[str]
     truncated: bool
     cached: bool
     unknown_tokens: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, values: _Optional[_Iterable[float]] = ..., num_tokens: _Optional[int] = ..., tokens: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ..., cached: _Optional[bool] = ..., unknown_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
+    raw_values: bytes
+    def __init__(self, values: _Optional[_Iterable[float]] = ..., num_tokens: _Optional[int] = ..., tokens: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ..., cached: _Optional[bool] = ..., unknown_tokens: _Optional[_Iterable[str]] = ..., raw_values: _Optional[bytes] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("queue_us", "tokenization_us", "inference_us", "total_us", "postprocess_us")
@@ -84,18 +110,20 @@ class Timing(_message.Message):
     def __init__(self, queue_us: _Optional[int] = ..., tokenization_us: _Optional[int] = ..., inference_us: _Optional[int] = ..., total_us: _Optional[int] = ..., postprocess_us: _Optional[int] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
-    __slots__ = ("embeddings", "dim", "model", "version", "timing")
+    __slots__ = ("embeddings", "dim", "model", "version", "timing", "encoding")
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
     embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
     dim: int
     model: str
     version: str
     timing: Timing
-    def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dim: _Optional[int] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
+    encoding: VectorEncoding
+    def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dim: _Optional[int] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., encoding: _Optional[_Union[VectorEncoding, str]] = ...) -> None: ...
 
 class FillMaskRequest(_message.Message):
     __slots__ = ("model", "version", "texts", "top_k", "cache_policy")
@@ -230,7 +258,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "architecture", "dim", "num_layers", "max_sequence_length", "capabilities", "default_pooling", "default_layers", "mask_token", "versions", "source_checksum", "ready")
+    __slots__ = ("name", "version", "architecture", "dim", "num_layers", "max_sequence_length", "capabilities", "default_pooling", "default_layers", "mask_token", "versions", "source_checksum", "ready", "state", "state_reason", "precision")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
@@ -244,6 +272,9 @@ class ModelInfo(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     architecture: str
@@ -257,4 +288,7 @@ class ModelInfo(_message.Message):
     versions: _containers.RepeatedScalarFieldContainer[str]
     source_checksum: str
     ready: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., architecture: _Optional[str] = ..., dim: _Optional[int] = ..., num_layers: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., default_pooling: _Optional[_Union[Pooling, str]] = ..., default_layers: _Optional[_Iterable[int]] = ..., mask_token: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., source_checksum: _Optional[str] = ..., ready: _Optional[bool] = ...) -> None: ...
+    state: ModelState
+    state_reason: str
+    precision: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., architecture: _Optional[str] = ..., dim: _Optional[int] = ..., num_layers: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., default_pooling: _Optional[_Union[Pooling, str]] = ..., default_layers: _Optional[_Iterable[int]] = ..., mask_token: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., source_checksum: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[_Union[ModelState, str]] = ..., state_reason: _Optional[str] = ..., precision: _Optional[str] = ...) -> None: ...

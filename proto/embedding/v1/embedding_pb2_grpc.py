@@ -82,7 +82,9 @@ class EmbeddingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EmbedStream(self, request_iterator, context):
-        """One EmbedResponse for each EmbedRequest of the stream, in order.
+        """One EmbedResponse for each EmbedRequest of the stream, in order. The server works on
+        several messages of a stream at once (they batch together); the first failing message, in
+        order, ends the stream with its status after the responses before it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

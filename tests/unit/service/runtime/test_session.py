@@ -102,3 +102,15 @@ def test_cuda_is_used_when_asked_for_and_never_faked(directory: Path) -> None:
     x = np.ones((4, 3), dtype=np.float32)
     (y,) = GraphSession(path, GRAPH, SessionOptions(device="cuda"), "double").run(["y"], {"x": x})
     assert np.array_equal(y, 2 * x)
+
+
+def test_threads_spin_between_runs_only_when_asked(directory: Path) -> None:
+    path = directory / GRAPH.file
+    for spin_wait, allowed in ((False, "0"), (True, None)):
+        options = open_session(path, SessionOptions(device="cpu", spin_wait=spin_wait))
+        entries = options.get_session_options()
+        if allowed is None:
+            with pytest.raises(RuntimeError):  # not set: ONNX Runtime's default, spinning
+                entries.get_session_config_entry("session.intra_op.allow_spinning")
+        else:
+            assert entries.get_session_config_entry("session.intra_op.allow_spinning") == allowed

@@ -1,0 +1,205 @@
+"""The floor section: server CPU per request against the transport's own floor.
+
+A bare ``grpc.aio`` servicer answers every Embed with one constant ``EmbedResponse``: the reply
+the served word2vec gives to a held-out sentence, captured first, so the floor serialises a
+message of the same size. It runs as the served models do, on a background thread of this
+process, driven by the same load process (``bench.load``: N clients, one text per call), so
+this process's CPU time over a run is the server's. Then word2vec, the default BERT and a
+4 × 256 BERT are served the same way, cache off, and for the BERTs the engine's own CPU per
+text is measured apart (raw ONNX Runtime on the batch shapes the server formed). What is left,
+server CPU minus engine minus floor, is what the service itself adds to every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from bench.load import run_load
+from bench.raw import Shape, encoder_session, replay_measured
+from modelrepo import ModelRepository, load_checked
+from proto.embedding.v1 import embedding_pb2 as pb
+from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
+from service.background import background_server
+from service.client import EmbeddingClient
+from service.config import Settings
+
+console = Console(width=150)
+
+OURS_GOAL_US = 100.0
+"""Server CPU per request, minus the engine's and the floor's, at most this."""
+
+
+class ConstantServicer(pb_grpc.EmbeddingServiceServicer):  # type: ignore[misc]
+    """Answers every Embed with the same response, built once."""
+
+    def __init__(self, response: pb.EmbedResponse) -> None:
+        self.response = response
+
+    async def Embed(
+        self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.EmbedResponse:
+        return self.response
+
+
+class FloorServer:
+    """The bare servicer on a private event loop in this process, like ``BackgroundServer``."""
+
+    def __init__(self, response: pb.EmbedResponse) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server, self.port = asyncio.run_coroutine_threadsafe(
+            self._start(response), self.loop
+        ).result(30)
+
+    @staticmethod
+    async def _start(response: pb.EmbedResponse) -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server()
+        pb_grpc.add_EmbeddingServiceServicer_to_server(ConstantServicer(response), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(None), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()
+
+
+@dataclass
+class ShapeCounter:
+    """Batch observer counting (batch size, padded length) of every batch formed."""
+
+    shapes: Counter[Shape]
+
+    def on_batch(
+        self, batch_size: int, padded_tokens: int, real_tokens: int, queue_wait_s: Any
+    ) -> None:
+        self.shapes[(batch_size, padded_tokens // batch_size)] += 1
+
+    def on_dropped(self, reason: str, count: int) -> None:
+        pass
+
+    def for_embed(self, batcher: str) -> ShapeCounter | None:
+        """As the server's observer factory: count the embed batches only."""
+        return self if batcher.endswith(" embed") else None
+
+    def on_executed(self, seconds: float) -> None:
+        pass
+
+
+def measured_load(
+    target: str, model: str, texts: Path, clients: int, seconds: float
+) -> dict[str, Any]:
+    """``run_load`` with this process's CPU over it, per response (warm-up included)."""
+    started = time.process_time()
+    load = run_load(target, model, texts, clients, seconds)
+    cpu_s = time.process_time() - started
+    load["cpu_us_per_request"] = cpu_s / max(1, load["responses"]) * 1e6
+    return load
+
+
+def serving_settings(models_dir: Path, name: str, threads: int) -> Settings:
+    return Settings(
+        models_dir=models_dir,
+        models=[name],
+        port=0,
+        metrics_port=0,
+        intra_op_threads=threads,
+        log_level="warning",
+        cache="off",
+    )
+
+
+def bench_floor(
+    locations: dict[str, Path],
+    word2vec: str,
+    berts: list[str],
+    texts: Path,
+    clients: int,
+    seconds: float,
+    threads: int,
+) -> dict[str, Any]:
+    """The floor, word2vec and each BERT, one after another in this run."""
+    sentence = texts.read_text().splitlines()[0]
+    rows: list[dict[str, Any]] = []
+    with background_server(serving_settings(locations[word2vec], word2vec, threads)) as served:
+        with EmbeddingClient(served.target) as client:
+            constant = client.embed([sentence], word2vec)
+        console.print(f"floor: bare grpc.aio, constant reply of {constant.ByteSize()} bytes")
+        floor = FloorServer(constant)
+        try:
+            rows.append(
+                {
+                    "name": "transport floor",
+                    **measured_load(floor.target, word2vec, texts, clients, seconds),
+                }
+            )
+        finally:
+            floor.close()
+        console.print(f"floor: {word2vec} served")
+        rows.append(
+            {"name": word2vec, **measured_load(served.target, word2vec, texts, clients, seconds)}
+        )
+    for name in berts:
+        console.print(f"floor: {name} served, then raw at its shapes")
+        counter = ShapeCounter(Counter())
+        settings = serving_settings(locations[name], name, threads)
+        with background_server(settings, counter.for_embed) as served:
+            load = measured_load(served.target, name, texts, clients, seconds)
+        repository = ModelRepository(locations[name])
+        directory = repository.path(name, repository.newest(name) or 1)
+        spec = load_checked(directory)
+        raw = replay_measured(
+            encoder_session(directory, spec, threads), spec, counter.shapes, seconds
+        )
+        load["engine_us_per_text"] = raw.cpu_s / max(1, raw.texts) * 1e6
+        rows.append({"name": name, **load})
+    floor_us = rows[0]["cpu_us_per_request"]
+    for row in rows[1:]:
+        row["ours_us"] = row["cpu_us_per_request"] - row.get("engine_us_per_text", 0.0) - floor_us
+        row["goal_met"] = row["ours_us"] <= OURS_GOAL_US
+    return {"rows": rows, "floor_us": floor_us, "valid": True}
+
+
+def report_floor(result: dict[str, Any]) -> None:
+    table = Table(
+        title="server CPU per request (one text per call) against the bare transport's floor"
+    )
+    for column in (
+        "server",
+        "requests/s",
+        "server CPU µs/request",
+        "engine µs/text",
+        f"ours µs (goal ≤ {OURS_GOAL_US:.0f})",
+        "p50 ms",
+        "errors",
+    ):
+        table.add_column(column)
+    for row in result["rows"]:
+        ours = row.get("ours_us")
+        table.add_row(
+            row["name"],
+            f"{row['throughput']:.0f}",
+            f"{row['cpu_us_per_request']:.0f}",
+            f"{row['engine_us_per_text']:.0f}" if "engine_us_per_text" in row else "-",
+            "-" if ours is None else f"{ours:+.0f} ({'met' if row['goal_met'] else 'missed'})",
+            f"{row['p50_ms']:.2f}",
+            str(row["errors"] or "-"),
+        )
+    console.print(table)

@@ -1,0 +1,104 @@
+"""The precision section: int8 against fp32 served throughput of one BERT, and their cosine.
+
+The int8 version is quantized from the very checkpoint the fp32 version was imported from
+(``bench.models.ensure_int8``). Each is served alone, cache off, and driven by the same load
+process (N clients, one held-out sentence per call); the int8 / fp32 ratio of texts served per
+second is the section's figure (goal: at least 2x). In the same run both versions are opened
+with the served runtime and the cosine of their mean-pooled embeddings of held-out sentences
+is measured, so the speed and what it costs in accuracy come from one run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.floor import serving_settings
+from bench.load import run_load
+from bench.models import ensure_int8
+from export.bert.precision import DEFAULT_TEXTS, PrecisionPlan, compare_precision
+from modelrepo import ModelRepository, load_checked
+from service.background import background_server
+from service.runtime.bert import BertRuntime
+from service.runtime.session import SessionOptions
+
+console = Console(width=150)
+
+GOAL_RATIO = 2.0
+"""int8 served throughput over fp32's, at least this."""
+
+
+def _newest(root: Path, name: str) -> Path:
+    repository = ModelRepository(root)
+    return repository.path(name, repository.newest(name) or 1)
+
+
+def _runtime(directory: Path, threads: int) -> BertRuntime:
+    return BertRuntime(
+        directory,
+        load_checked(directory),
+        SessionOptions(device="cpu", intra_op_threads=threads),
+    )
+
+
+def bench_precision(
+    locations: dict[str, Path],
+    name: str,
+    bench_models_dir: Path,
+    texts: Path,
+    clients: int,
+    seconds: float,
+    threads: int,
+) -> dict[str, Any]:
+    """Serve ``name`` and its int8 variant one after the other, then compare their vectors."""
+    variant, int8_root = ensure_int8(name, locations[name], bench_models_dir)
+    rows = []
+    for model, root in ((name, locations[name]), (variant, int8_root)):
+        precision = load_checked(_newest(root, model)).precision
+        console.print(f"precision: {model} ({precision}) served, {clients} clients")
+        with background_server(serving_settings(root, model, threads)) as served:
+            load = run_load(served.target, model, texts, clients, seconds)
+        rows.append({"name": model, "precision": precision, **load})
+    sentences = tuple(texts.read_text().splitlines()[: DEFAULT_TEXTS["int8"]])
+    checks = compare_precision(
+        _runtime(_newest(locations[name], name), threads),
+        _runtime(_newest(int8_root, variant), threads),
+        PrecisionPlan("int8", sentences),
+    )
+    ratio = rows[1]["throughput"] / max(1e-9, rows[0]["throughput"])
+    return {
+        "rows": rows,
+        "ratio": ratio,
+        "goal_met": ratio >= GOAL_RATIO,
+        "cosine": checks["encoder"].model_dump(),
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def report_precision(result: dict[str, Any]) -> None:
+    table = Table(title="int8 against fp32, served (one text per call)")
+    for column in ("model", "precision", "texts/s", "p50 ms", "p99 ms", "errors"):
+        table.add_column(column)
+    for row in result["rows"]:
+        table.add_row(
+            row["name"],
+            row["precision"],
+            f"{row['throughput']:.0f}",
+            _ms(row["p50_ms"]),
+            _ms(row["p99_ms"]),
+            str(row["errors"] or "-"),
+        )
+    console.print(table)
+    cosine = result["cosine"]
+    verdict = "met" if result["goal_met"] else "missed"
+    console.print(
+        f"int8 / fp32 served throughput: {result['ratio']:.2f}x (goal ≥ {GOAL_RATIO:g}x: "
+        f"{verdict}); cosine to fp32 of {cosine['output']} over {cosine['texts']} held-out "
+        f"texts: min {cosine['min_cosine']:.4f}, mean {cosine['mean_cosine']:.4f}"
+    )
