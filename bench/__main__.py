@@ -42,6 +42,7 @@ from bench.metrics import CLIENTS as METRICS_CLIENTS
 from bench.metrics import MODEL as METRICS_MODEL
 from bench.metrics import bench_metrics, report_metrics
 from bench.raw import Shape, encoder_session, replay
+from bench.servers import bench_settings
 from bench.shaping import bench_shaping, report_shaping
 from modelrepo import ModelRepository, load_checked
 from service.background import background_server
@@ -87,16 +88,7 @@ def mean_batch(shapes: Counter[Shape]) -> float:
 def bench_model(
     models_dir: Path, name: str, texts: Path, clients: int, seconds: float, threads: int
 ) -> dict[str, Any]:
-    # The cache is off here: the load cycles a fixed set of sentences, which a cache would answer.
-    settings = Settings(
-        models_dir=models_dir,
-        models=[name],
-        port=0,
-        metrics_port=0,
-        intra_op_threads=threads,
-        log_level="warning",
-        cache="off",
-    )
+    settings = bench_settings(models_dir, name, threads)
     console.print(f"[bold]{name}[/bold]: dynamic batching, {clients} clients, {seconds:.0f} s")
     dynamic, dynamic_shapes = serve_and_load(settings, name, texts, clients, seconds)
     console.print(f"[bold]{name}[/bold]: batch-1 serving, {clients} clients, {seconds:.0f} s")

@@ -26,12 +26,12 @@ from rich.table import Table
 
 from bench.load import run_load
 from bench.raw import Shape, encoder_session, replay_measured
+from bench.servers import bench_settings
 from modelrepo import ModelRepository, load_checked
 from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from service.background import background_server
 from service.client import EmbeddingClient
-from service.config import Settings
 
 console = Console(width=150)
 
@@ -114,18 +114,6 @@ def measured_load(
     return load
 
 
-def serving_settings(models_dir: Path, name: str, threads: int) -> Settings:
-    return Settings(
-        models_dir=models_dir,
-        models=[name],
-        port=0,
-        metrics_port=0,
-        intra_op_threads=threads,
-        log_level="warning",
-        cache="off",
-    )
-
-
 def bench_floor(
     locations: dict[str, Path],
     word2vec: str,
@@ -138,7 +126,7 @@ def bench_floor(
     """The floor, word2vec and each BERT, one after another in this run."""
     sentence = texts.read_text().splitlines()[0]
     rows: list[dict[str, Any]] = []
-    with background_server(serving_settings(locations[word2vec], word2vec, threads)) as served:
+    with background_server(bench_settings(locations[word2vec], word2vec, threads)) as served:
         with EmbeddingClient(served.target) as client:
             constant = client.embed([sentence], word2vec)
         console.print(f"floor: bare grpc.aio, constant reply of {constant.ByteSize()} bytes")
@@ -159,7 +147,7 @@ def bench_floor(
     for name in berts:
         console.print(f"floor: {name} served, then raw at its shapes")
         counter = ShapeCounter(Counter())
-        settings = serving_settings(locations[name], name, threads)
+        settings = bench_settings(locations[name], name, threads)
         with background_server(settings, counter.for_embed) as served:
             load = measured_load(served.target, name, texts, clients, seconds)
         repository = ModelRepository(locations[name])

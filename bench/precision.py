@@ -16,9 +16,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.floor import serving_settings
 from bench.load import run_load
 from bench.models import ensure_int8
+from bench.servers import bench_settings
 from export.bert.precision import DEFAULT_TEXTS, PrecisionPlan, compare_precision
 from modelrepo import ModelRepository, load_checked
 from service.background import background_server
@@ -59,7 +59,7 @@ def bench_precision(
     for model, root in ((name, locations[name]), (variant, int8_root)):
         precision = load_checked(_newest(root, model)).precision
         console.print(f"precision: {model} ({precision}) served, {clients} clients")
-        with background_server(serving_settings(root, model, threads)) as served:
+        with background_server(bench_settings(root, model, threads)) as served:
             load = run_load(served.target, model, texts, clients, seconds)
         rows.append({"name": model, "precision": precision, **load})
     sentences = tuple(texts.read_text().splitlines()[: DEFAULT_TEXTS["int8"]])

@@ -29,6 +29,7 @@ from rich.table import Table
 
 from bench.load import run_load
 from bench.raw import Shape, batch_times, encoder_session, replay_measured
+from bench.servers import bench_settings
 from modelrepo import ModelRepository, load_checked
 from service.background import background_server
 from service.config import Settings
@@ -99,15 +100,8 @@ def text_sets(sentences: list[str], directory: Path, seed: int = 0) -> dict[str,
 
 
 def _settings(models_dir: Path, name: str, threads: int, mode: str) -> Settings:
-    return Settings(
-        models_dir=models_dir,
-        models=[name],
-        port=0,
-        metrics_port=0,
-        intra_op_threads=threads,
-        log_level="warning",
-        cache="off",
-        **({"batching_cost_model": "off"} | MODES[mode]),
+    return bench_settings(
+        models_dir, name, threads, **({"batching_cost_model": "off"} | MODES[mode])
     )
 
 

@@ -28,6 +28,7 @@ from modelrepo.model_config import (
     read_model_config,
     write_model_config,
 )
+from modelrepo.repository import problems_of
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,7 @@ def config_request(args: argparse.Namespace, workspace: Workspace) -> ConfigRequ
     try:
         return _config_request(args, workspace)
     except ValidationError as error:
-        raise SystemExit(f"config {args.name}: {_problems(error)}") from None
-
-
-def _problems(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in issue['loc']) or 'value'}: {issue['msg']}"
-        for issue in error.errors()
-    )
+        raise SystemExit(f"config {args.name}: {problems_of(error, 'config')}") from None
 
 
 def _config_request(args: argparse.Namespace, workspace: Workspace) -> ConfigRequest:
@@ -147,7 +141,7 @@ def write_config(request: ConfigRequest) -> ModelConfig | None:
     try:
         updated = ModelConfig.model_validate(merged)
     except ValidationError as error:
-        raise SystemExit(f"config {request.name}: {_problems(error)}") from None
+        raise SystemExit(f"config {request.name}: {problems_of(error, 'config')}") from None
     write_model_config(directory, updated)
     console.print(f"wrote {path}: {updated.model_dump_json(exclude_none=True)}")
     return updated

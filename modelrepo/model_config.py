@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modelrepo.repository import SpecError
+from modelrepo.repository import SpecError, problems_of
 
 CONFIG_FILE = "config.json"
 
@@ -119,11 +119,7 @@ def read_model_config(model_dir: Path) -> ModelConfig | None:
     try:
         return ModelConfig.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in issue['loc']) or 'config'}: {issue['msg']}"
-            for issue in error.errors()
-        )
-        raise SpecError(f"{path}: {problems}") from None
+        raise SpecError(f"{path}: {problems_of(error, 'config')}") from None
 
 
 def write_model_config(model_dir: Path, config: ModelConfig) -> Path:

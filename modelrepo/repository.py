@@ -203,11 +203,15 @@ def read_spec(directory: Path) -> ModelSpec:
     try:
         return ModelSpec.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in issue['loc']) or 'spec'}: {issue['msg']}"
-            for issue in error.errors()
-        )
-        raise SpecError(f"{path}: {problems}") from None
+        raise SpecError(f"{path}: {problems_of(error, 'spec')}") from None
+
+
+def problems_of(error: ValidationError, whole: str) -> str:
+    """Each problem pydantic found as ``field.path: message`` (``whole`` for the object)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in issue['loc']) or whole}: {issue['msg']}"
+        for issue in error.errors()
+    )
 
 
 def read_validation(directory: Path) -> ValidationReport:
