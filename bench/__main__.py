@@ -196,7 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--models",
         nargs="*",
-        default=["bert", "bert-base-random"],
+        default=["bert", "elmo", "bert-base-random"],
         help="models of the serving section",
     )
     parser.add_argument(

@@ -10,25 +10,56 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from modelrepo import ModelSpec
+from modelrepo import GraphSpec, ModelSpec
 from service.runtime.session import SessionOptions, open_session
 
 Shape = tuple[int, int]  # (batch size, padded length)
 
 
+ELMO_CHARACTERS = 261
+"""Character ids of the ELMo biLM: bytes, padding and the word/sentence markers."""
+
+
+def embed_graph(spec: ModelSpec) -> GraphSpec:
+    """The graph that computes embeddings: BERT's ``encoder`` or ELMo's ``bilm``."""
+    return spec.graph("encoder" if "encoder" in spec.graphs else "bilm")
+
+
+def embed_output(spec: ModelSpec) -> str:
+    """What a default request fetches: BERT's last layer, ELMo's stacked ``layers``."""
+    graph = embed_graph(spec)
+    return graph.outputs[-1].name if "encoder" in spec.graphs else "layers"
+
+
 def encoder_session(
     directory: Path, spec: ModelSpec, intra_op_threads: int = 0
 ) -> ort.InferenceSession:
-    """The served encoder, opened by the server's own session factory, on CPU."""
+    """The served embedding graph, opened by the server's own session factory, on CPU."""
     options = SessionOptions(device="cpu", intra_op_threads=intra_op_threads)
-    return open_session(directory / spec.graph("encoder").file, options)
+    return open_session(directory / embed_graph(spec).file, options)
 
 
-def _inputs(shape: Shape, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _inputs(shape: Shape, spec: ModelSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Synthetic inputs of ``shape`` for every input the graph declares: random token or
+    character ids, an all-ones attention mask, zeros for segment ids and initial states."""
     batch, length = shape
-    ids = rng.integers(5, vocab_size, size=(batch, length), dtype=np.int64)
-    ones = np.ones_like(ids)
-    return {"input_ids": ids, "attention_mask": ones, "token_type_ids": np.zeros_like(ids)}
+    vocab_size = int(spec.extra.get("vocab_size", 1000))
+    feed = {}
+    for tensor in embed_graph(spec).inputs:
+        dims = tuple(
+            batch if axis == "batch_size" else length if axis == "sequence_length" else axis
+            for axis in tensor.shape
+        )
+        sizes = tuple(int(axis) for axis in dims)
+        if tensor.name == "input_ids":
+            feed[tensor.name] = rng.integers(5, vocab_size, size=sizes, dtype=np.int64)
+        elif tensor.name == "char_ids":
+            feed[tensor.name] = rng.integers(1, ELMO_CHARACTERS, size=sizes, dtype=np.int64)
+        elif tensor.name == "attention_mask":
+            feed[tensor.name] = np.ones(sizes, dtype=np.int64)
+        else:
+            feed[tensor.name] = np.zeros(sizes, dtype=np.dtype(tensor.dtype))
+    return feed
 
 
 @dataclass(frozen=True)
@@ -61,11 +92,10 @@ def replay_measured(
     scaled down proportionally to fit ``budget_s``.
     """
     rng = np.random.default_rng(0)
-    output = [spec.graph("encoder").outputs[-1].name]  # the last layer
-    vocab = int(spec.extra.get("vocab_size", 1000))
+    output = [embed_output(spec)]
     costs: dict[Shape, float] = {}
     for shape in shapes:
-        feed = _inputs(shape, vocab, rng)
+        feed = _inputs(shape, spec, rng)
         session.run(output, feed)
         started = time.perf_counter()
         session.run(output, feed)
@@ -76,7 +106,7 @@ def replay_measured(
     elapsed = cpu = 0.0
     for shape, count in shapes.items():
         repeats = max(1, round(count * scale))
-        feed = _inputs(shape, vocab, rng)
+        feed = _inputs(shape, spec, rng)
         started, cpu_started = time.perf_counter(), time.process_time()
         for _ in range(repeats):
             session.run(output, feed)
@@ -90,8 +120,8 @@ def batch_times(
     session: ort.InferenceSession, spec: ModelSpec, shape: Shape, runs: int
 ) -> list[float]:
     """Seconds of each of ``runs`` back-to-back runs at one shape (after one untimed run)."""
-    output = [spec.graph("encoder").outputs[-1].name]
-    feed = _inputs(shape, int(spec.extra.get("vocab_size", 1000)), np.random.default_rng(0))
+    output = [embed_output(spec)]
+    feed = _inputs(shape, spec, np.random.default_rng(0))
     session.run(output, feed)
     times = []
     for _ in range(runs):
