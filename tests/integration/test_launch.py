@@ -23,7 +23,6 @@ import pytest
 from export.word2vec.exporter import import_word2vec
 from modelrepo.building import building
 from service.client import EmbeddingClient
-from service.config import Settings
 from tests.redis_servers import log_tail
 from tests.word2vec_files import save_c_formats, train_tiny_vectors
 
@@ -221,10 +220,6 @@ def test_no_child_outlives_a_killed_launcher(repository: Path, tmp_path: Path) -
         assert wait_gone(children) == [], log_tail(launcher.log)
 
 
-@pytest.mark.skipif(
-    "model_control" not in Settings.model_fields,
-    reason="needs the server's --model-control poll option (service/config.py)",
-)
 def test_a_model_published_by_the_builder_is_served_without_a_restart(
     vectors_file: Path, tmp_path: Path
 ) -> None:
