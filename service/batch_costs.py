@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelrepo import SpecError
-from modelrepo.model_config import read_model_config
+from modelrepo.model_config import BatchingLimits, read_model_config
 from service.batching import BatchingConfig, CostTable, RunBatch, cost_grid, measure_cost_table
 from service.domain import EmbedOptions, Pooling
 from service.runtime.base import Runtime
@@ -50,36 +50,32 @@ def describe_limits(config: BatchingConfig, cost_model: bool) -> str:
     )
 
 
-def batching_for(models_dir: Path | None, name: str, defaults: BatchingConfig) -> BatchingConfig:
-    """``defaults`` with the model's own ``config.json`` limits applied (a broken file was
-    already refused by the version policy's reader; here it leaves the defaults)."""
+def own_limits(models_dir: Path | None, name: str) -> BatchingLimits | None:
+    """The ``batching`` section of the model's ``config.json``, if it has one. A broken file
+    (the version policy's reader refuses it with its own log line) leaves the server's."""
     if models_dir is None:
-        return defaults
+        return None
     try:
         config = read_model_config(models_dir / name)
     except SpecError as error:
         log.warning("%s; batching limits of %s stay the server's", error, name)
-        return defaults
-    limits = None if config is None else config.batching
+        return None
+    return None if config is None else config.batching
+
+
+def batching_for(models_dir: Path | None, name: str, defaults: BatchingConfig) -> BatchingConfig:
+    """``defaults`` with the model's own limits applied."""
+    limits = own_limits(models_dir, name)
     if limits is None:
         return defaults
-    overrides = {
-        key: value
-        for key, value in limits.model_dump(exclude={"cost_model"}).items()
-        if value is not None
-    }
-    return replace(defaults, **overrides)
+    given = limits.model_dump(exclude={"cost_model"}, exclude_none=True)
+    return replace(defaults, **given)
 
 
 def uses_cost_model(models_dir: Path | None, name: str, default: bool) -> bool:
     """The server's ``batching_cost_model``, unless the model's ``config.json`` says otherwise."""
-    if models_dir is None:
-        return default
-    try:
-        config = read_model_config(models_dir / name)
-    except SpecError:
-        return default
-    choice = None if config is None or config.batching is None else config.batching.cost_model
+    limits = own_limits(models_dir, name)
+    choice = None if limits is None else limits.cost_model
     return default if choice is None else choice == "on"
 
 
