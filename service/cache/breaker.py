@@ -46,7 +46,11 @@ class CircuitBreaker:
         return True
 
     def succeeded(self) -> bool:
-        """Records a success; True if this closed an open circuit."""
+        """Records a success; True if this closed an open circuit. Only the probe closes it: a
+        call let through before the circuit opened may still finish well after the dependency
+        went down, and must not close the circuit for the calls behind it to fail again."""
+        if self._opened_at is not None and not self._probing:
+            return False
         was_open = self._opened_at is not None
         self._failures, self._opened_at, self._probing = 0, None, False
         return was_open

@@ -45,3 +45,14 @@ def test_an_abandoned_probe_frees_the_slot() -> None:
     assert circuit.allow()
     circuit.abandoned()
     assert circuit.allow()
+
+
+def test_a_late_success_of_an_earlier_call_does_not_close_the_circuit() -> None:
+    circuit, now = breaker()
+    for _ in range(3):
+        circuit.failed()
+    assert not circuit.succeeded()  # a call let through while closed, answered after the open
+    assert circuit.is_open and not circuit.allow()
+    now[0] = 2.1
+    assert circuit.allow()  # the probe
+    assert circuit.succeeded() and not circuit.is_open
