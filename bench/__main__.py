@@ -25,6 +25,7 @@ unary clients against the same server and prints the throughput ratio; the "wire
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import Counter
@@ -42,7 +43,7 @@ from bench.metrics import CLIENTS as METRICS_CLIENTS
 from bench.metrics import MODEL as METRICS_MODEL
 from bench.metrics import bench_metrics, report_metrics
 from bench.raw import Shape, encoder_session, replay
-from bench.servers import bench_settings
+from bench.servers import Engine, bench_settings
 from bench.shaping import bench_shaping, report_shaping
 from modelrepo import ModelRepository, load_checked
 from service.background import background_server
@@ -86,9 +87,9 @@ def mean_batch(shapes: Counter[Shape]) -> float:
 
 
 def bench_model(
-    models_dir: Path, name: str, texts: Path, clients: int, seconds: float, threads: int
+    models_dir: Path, name: str, texts: Path, clients: int, seconds: float, engine: Engine
 ) -> dict[str, Any]:
-    settings = bench_settings(models_dir, name, threads)
+    settings = bench_settings(models_dir, name, engine)
     console.print(f"[bold]{name}[/bold]: dynamic batching, {clients} clients, {seconds:.0f} s")
     dynamic, dynamic_shapes = serve_and_load(settings, name, texts, clients, seconds)
     console.print(f"[bold]{name}[/bold]: batch-1 serving, {clients} clients, {seconds:.0f} s")
@@ -98,7 +99,7 @@ def bench_model(
     repository = ModelRepository(models_dir)
     directory = repository.path(name, repository.newest(name) or 1)
     spec = load_checked(directory)
-    session = encoder_session(directory, spec, threads)
+    session = encoder_session(directory, spec, engine)
     raw_dynamic = replay(session, spec, dynamic_shapes, budget_s=seconds)
     raw_single = replay(session, spec, single_shapes, budget_s=seconds)
     return {
@@ -171,6 +172,15 @@ def write_texts(path: Path, seed: int) -> Path:
 SECTIONS = ("serving", "batching", "floor", "cache", "metrics", "precision", "stream", "wire")
 
 
+def require_cuda() -> None:
+    """Refuse ``--device cuda`` at once, before any model is built, where it cannot run."""
+    import onnxruntime as ort
+
+    from service.runtime.session import choose_providers
+
+    choose_providers("cuda", ort.get_available_providers())
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -228,6 +238,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: cores)"
     )
     parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where every server and raw session runs; cuda needs onnxruntime-gpu and a GPU, "
+        "and makes the precision section compare fp16 (not int8) against fp32",
+    )
+    parser.add_argument(
+        "--io-binding",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="IOBinding of servers and raw sessions (auto: on CUDA only)",
+    )
+    parser.add_argument(
         "--cache-texts", type=int, default=2000, help="texts primed into Redis for the hit path"
     )
     parser.add_argument(
@@ -261,6 +284,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    engine = Engine(device=args.device, threads=args.threads, io_binding=args.io_binding)
+    if engine.device == "cuda":
+        try:
+            require_cuda()
+        except RuntimeError as error:
+            console.print(f"[red]--device cuda: {error}[/red]")
+            return 2
+    console.print(
+        f"engine: {engine.device}, threads {engine.threads or 'per core'}, "
+        f"IOBinding {engine.io_binding}"
+    )
     from bench.cache import MODEL as CACHE_MODEL
     from bench.cache import bench_cache, report_cache
     from bench.models import ensure_models
@@ -280,19 +314,17 @@ def main(argv: list[str] | None = None) -> int:
     names = list(dict.fromkeys(wanted))
     locations = ensure_models(names, args.models_dir, args.bench_models_dir)
     texts = write_texts(Path("build/bench/texts.txt"), seed=13)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"engine": dataclasses.asdict(engine)}
     if serving:
         results["serving"] = [
-            bench_model(locations[name], name, texts, args.clients, args.seconds, args.threads)
+            bench_model(locations[name], name, texts, args.clients, args.seconds, engine)
             for name in args.models
         ]
         report(results["serving"])
     if "batching" in args.sections:
         sentences = texts.read_text().splitlines()
         results["batching"] = [
-            bench_shaping(
-                locations[name], name, sentences, args.clients, args.seconds, args.threads
-            )
+            bench_shaping(locations[name], name, sentences, args.clients, args.seconds, engine)
             for name in args.batching_models
         ]
         report_shaping(results["batching"])
@@ -304,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             texts,
             args.clients,
             args.seconds,
-            args.threads,
+            engine,
         )
         report_floor(results["floor"])
     if cache:
@@ -315,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.cache_texts,
                 args.clients,
                 args.seconds,
-                args.threads,
+                engine,
             )
         except RedisUnavailable as error:
             console.print(f"[red]cache section: {error}[/red]")
@@ -341,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             texts,
             args.clients,
             args.seconds,
-            args.threads,
+            engine,
         )
         report_precision(results["precision"])
     if "stream" in args.sections:
@@ -353,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             texts,
             args.clients,
             args.seconds,
-            args.threads,
+            engine,
         )
         report_stream(results["stream"])
     if "wire" in args.sections:

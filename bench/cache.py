@@ -24,6 +24,7 @@ from rich.table import Table
 from bench.load import run_load
 from bench.models import BERT_BASE
 from bench.redis_server import redis_server
+from bench.servers import Engine
 from service.background import BackgroundServer, background_server
 from service.cache.redis_tier import RedisCache
 from service.client import EmbeddingClient
@@ -41,14 +42,14 @@ PRIME_CHUNK = 32
 STORED_TIMEOUT_S = 30.0
 
 
-def cache_settings(models_dir: Path, redis_url: str, threads: int) -> Settings:
+def cache_settings(models_dir: Path, redis_url: str, engine: Engine) -> Settings:
     """Cache on, Redis only (no in-process tier), so every hit pays the Redis round trip."""
     return Settings(
         models_dir=models_dir,
         models=[MODEL],
         port=0,
         metrics_port=0,
-        intra_op_threads=threads,
+        **engine.settings(),
         log_level="warning",
         cache="on",
         cache_memory_mb=0,
@@ -138,11 +139,11 @@ def measure_paths(
 
 
 def bench_cache(
-    models_dir: Path, texts: Path, count: int, clients: int, seconds: float, threads: int
+    models_dir: Path, texts: Path, count: int, clients: int, seconds: float, engine: Engine
 ) -> dict[str, Any]:
     """A private Redis, one server with the cache on: prime, then measure both paths."""
     with redis_server() as url:
-        settings = cache_settings(models_dir, url, threads)
+        settings = cache_settings(models_dir, url, engine)
         with background_server(settings) as server:
             hits_file = Path("build/bench/cache-texts.txt")
             primed = hit_texts(texts, count, hits_file)

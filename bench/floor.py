@@ -26,7 +26,7 @@ from rich.table import Table
 
 from bench.load import run_load
 from bench.raw import Shape, encoder_session, replay_measured
-from bench.servers import bench_settings
+from bench.servers import Engine, bench_settings
 from modelrepo import ModelRepository, load_checked
 from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
@@ -121,12 +121,12 @@ def bench_floor(
     texts: Path,
     clients: int,
     seconds: float,
-    threads: int,
+    engine: Engine,
 ) -> dict[str, Any]:
     """The floor, word2vec and each BERT, one after another in this run."""
     sentence = texts.read_text().splitlines()[0]
     rows: list[dict[str, Any]] = []
-    with background_server(bench_settings(locations[word2vec], word2vec, threads)) as served:
+    with background_server(bench_settings(locations[word2vec], word2vec, engine)) as served:
         with EmbeddingClient(served.target) as client:
             constant = client.embed([sentence], word2vec)
         console.print(f"floor: bare grpc.aio, constant reply of {constant.ByteSize()} bytes")
@@ -147,14 +147,14 @@ def bench_floor(
     for name in berts:
         console.print(f"floor: {name} served, then raw at its shapes")
         counter = ShapeCounter(Counter())
-        settings = bench_settings(locations[name], name, threads)
+        settings = bench_settings(locations[name], name, engine)
         with background_server(settings, counter.for_embed) as served:
             load = measured_load(served.target, name, texts, clients, seconds)
         repository = ModelRepository(locations[name])
         directory = repository.path(name, repository.newest(name) or 1)
         spec = load_checked(directory)
         raw = replay_measured(
-            encoder_session(directory, spec, threads), spec, counter.shapes, seconds
+            encoder_session(directory, spec, engine), spec, counter.shapes, seconds
         )
         load["engine_us_per_text"] = raw.cpu_s / max(1, raw.texts) * 1e6
         rows.append({"name": name, **load})

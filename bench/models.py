@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from modelrepo import ModelRepository
 
@@ -55,28 +55,30 @@ def _build_random_bert(models_dir: Path, name: str, config: BertConfig) -> None:
 
 RANDOM_BERTS = {BERT_BASE: build_bert_base, BERT_SMALL: build_bert_small}
 
-INT8_SUFFIX = "-int8"  # bert-base-random-int8: bert-base-random's weights, quantized
 
-
-def ensure_int8(name: str, fp32_root: Path, bench_models_dir: Path) -> tuple[str, Path]:
-    """``<name>-int8`` and its repository root, quantized from the checkpoint the newest fp32
+def ensure_precision(
+    name: str, precision: Literal["fp16", "int8"], fp32_root: Path, bench_models_dir: Path
+) -> tuple[str, Path]:
+    """``<name>-<precision>`` (``bert-base-random-int8``: its weights quantized; ``-fp16``:
+    in half precision) and its repository root, made from the checkpoint the newest fp32
     version of ``name`` was imported from (its spec's ``hf:`` source); built if missing."""
     from export.bert.exporter import import_bert
     from export.bert.precision import DEFAULT_TEXTS, PrecisionPlan
     from export.corpus import CorpusConfig, load_or_generate
     from modelrepo import read_spec
 
-    variant = name + INT8_SUFFIX
+    variant = f"{name}-{precision}"
     if ModelRepository(bench_models_dir).newest(variant) is None:
         repository = ModelRepository(fp32_root)
         spec = read_spec(repository.path(name, repository.newest(name) or 1))
         kind, _, checkpoint = spec.source.partition(":")
         if kind != "hf" or not Path(checkpoint).is_dir():
             raise FileNotFoundError(
-                f"{name}: no checkpoint to quantize (source {spec.source}); rebuild it first"
+                f"{name}: no checkpoint to convert to {precision} (source {spec.source}); "
+                "rebuild it first"
             )
         heldout = load_or_generate(Path("build/corpus"), CorpusConfig()).heldout.sentences
-        plan = PrecisionPlan("int8", tuple(heldout[: DEFAULT_TEXTS["int8"]]))
+        plan = PrecisionPlan(precision, tuple(heldout[: DEFAULT_TEXTS[precision]]))
         import_bert(Path(checkpoint), bench_models_dir, variant, precision=plan)
     return variant, bench_models_dir
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from bench.servers import Engine
 from modelrepo import GraphSpec, ModelSpec
-from service.runtime.session import SessionOptions, open_session
+from service.runtime.session import open_session
 
 Shape = tuple[int, int]  # (batch size, padded length)
 
@@ -32,10 +33,11 @@ def embed_output(spec: ModelSpec) -> str:
 
 
 def encoder_session(
-    directory: Path, spec: ModelSpec, intra_op_threads: int = 0
+    directory: Path, spec: ModelSpec, engine: Engine | None = None
 ) -> ort.InferenceSession:
-    """The served embedding graph, opened by the server's own session factory, on CPU."""
-    options = SessionOptions(device="cpu", intra_op_threads=intra_op_threads)
+    """The served embedding graph, opened by the server's own session factory on the bench's
+    device (default: CPU, one thread per core)."""
+    options = (engine or Engine()).session_options()
     return open_session(directory / embed_graph(spec).file, options)
 
 

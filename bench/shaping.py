@@ -29,7 +29,7 @@ from rich.table import Table
 
 from bench.load import run_load
 from bench.raw import Shape, batch_times, encoder_session, replay_measured
-from bench.servers import bench_settings
+from bench.servers import Engine, bench_settings
 from modelrepo import ModelRepository, load_checked
 from service.background import background_server
 from service.config import Settings
@@ -99,9 +99,9 @@ def text_sets(sentences: list[str], directory: Path, seed: int = 0) -> dict[str,
     return paths
 
 
-def _settings(models_dir: Path, name: str, threads: int, mode: str) -> Settings:
+def _settings(models_dir: Path, name: str, engine: Engine, mode: str) -> Settings:
     return bench_settings(
-        models_dir, name, threads, **({"batching_cost_model": "off"} | MODES[mode])
+        models_dir, name, engine, **({"batching_cost_model": "off"} | MODES[mode])
     )
 
 
@@ -130,7 +130,7 @@ def _raw_p50_ms(session: Any, spec: Any, length: int, runs: int = 200) -> float:
 
 
 def bench_shaping(
-    models_dir: Path, name: str, sentences: list[str], clients: int, seconds: float, threads: int
+    models_dir: Path, name: str, sentences: list[str], clients: int, seconds: float, engine: Engine
 ) -> dict[str, Any]:
     texts = text_sets(sentences, Path("build/bench/shaping"))
     result: dict[str, Any] = {"model": name, "runs": {}}
@@ -140,7 +140,7 @@ def bench_shaping(
         for mode in MODES:
             console.print(f"[bold]{name}[/bold]: {mode}, {text_set} texts, {clients} clients")
             load, recorder, table = _serve(
-                _settings(models_dir, name, threads, mode), name, texts[text_set], clients, seconds
+                _settings(models_dir, name, engine, mode), name, texts[text_set], clients, seconds
             )
             result["runs"][f"{mode} {text_set}"] = {
                 "throughput": load["throughput"],
@@ -154,20 +154,20 @@ def bench_shaping(
                 tables[text_set] = table
     console.print(f"[bold]{name}[/bold]: cost model on mixed lengths; one client")
     mixed, mixed_recorder, _ = _serve(
-        _settings(models_dir, name, threads, "cost"), name, texts["mixed"], clients, seconds
+        _settings(models_dir, name, engine, "cost"), name, texts["mixed"], clients, seconds
     )
     result["mixed_efficiency"] = mixed_recorder.efficiency
     result["mixed_throughput"] = mixed["throughput"]
     result["mixed_mean_batch"] = mixed_recorder.mean_batch
     one, _, _ = _serve(
-        _settings(models_dir, name, threads, "cost"), name, texts["short"], 1, seconds
+        _settings(models_dir, name, engine, "cost"), name, texts["short"], 1, seconds
     )
     result["one_client_p50_ms"] = one["p50_ms"]
     result["max_queue_delay_ms"] = Settings().max_queue_delay_ms
     repository = ModelRepository(models_dir)
     directory = repository.path(name, repository.newest(name) or 1)
     spec = load_checked(directory)
-    session = encoder_session(directory, spec, threads)
+    session = encoder_session(directory, spec, engine)
     short_shapes = recorders["single short"].shapes
     short_length = int(
         np.median([length for (_, length), count in short_shapes.items() for _ in range(count)])

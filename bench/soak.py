@@ -277,8 +277,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=40.0, help="calls per second, in all")
     parser.add_argument("--workers", type=int, default=8, help="client threads")
     parser.add_argument("--interval-s", type=float, default=10.0, help="sampling period")
-    parser.add_argument("--warmup-s", type=float, default=0.0,
-                        help="seconds before the baseline (default: 20 %% of the run, ≤ 120)")
+    parser.add_argument(
+        "--warmup-s",
+        type=float,
+        default=0.0,
+        help="seconds before the baseline (default: 20 %% of the run, ≤ 120)",
+    )
     parser.add_argument("--max-rss-growth", type=float, default=0.10)
     parser.add_argument("--max-p99-drift", type=float, default=0.20)
     parser.add_argument("--out", type=Path, default=None, help="default build/soak/<time>/")

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.load import run_load
+from bench.servers import Engine
 from proto.embedding.v1 import embedding_pb2 as pb
 from service.background import background_server
 from service.client import AsyncEmbeddingClient, embed_request
@@ -125,14 +126,14 @@ class BatchSizes:
 
 
 def bench_stream(
-    models_dir: Path, model: str, texts: Path, outstanding: int, seconds: float, threads: int
+    models_dir: Path, model: str, texts: Path, outstanding: int, seconds: float, engine: Engine
 ) -> dict[str, Any]:
     settings = Settings(
         models_dir=models_dir,
         models=[model],
         port=0,
         metrics_port=0,
-        intra_op_threads=threads,
+        **engine.settings(),
         log_level="warning",
         cache="off",  # the load cycles a fixed set of sentences, which a cache would answer
         stream_concurrency=max(outstanding, 1),

@@ -65,6 +65,17 @@ def cache_config(settings: Settings) -> CacheConfig:
     )
 
 
+def session_options(settings: Settings) -> SessionOptions:
+    """Where and how the server's ONNX Runtime sessions run."""
+    return SessionOptions(
+        device=settings.device,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+        spin_wait=settings.spin_wait,
+        io_binding=settings.io_binding,
+    )
+
+
 class Application:
     """One server process: its gRPC server, health, and (once warm) the embedder."""
 
@@ -123,14 +134,6 @@ class Application:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
             log.info("metrics on http://%s:%d/metrics", self.settings.host, self.metrics_port)
 
-    def _session_options(self) -> SessionOptions:
-        return SessionOptions(
-            device=self.settings.device,
-            intra_op_threads=self.settings.intra_op_threads,
-            inter_op_threads=self.settings.inter_op_threads,
-            spin_wait=self.settings.spin_wait,
-        )
-
     def _embedder(self, runtimes: dict[str, dict[int, Runtime]]) -> Embedder:
         self.cache = create_cache(cache_config(self.settings), self.metrics)
         return Embedder(
@@ -185,7 +188,7 @@ class Application:
         if self.settings.model_control == "poll":
             await self._load_polled()
             return
-        options = self._session_options()
+        options = session_options(self.settings)
         load_seconds: dict[tuple[str, int], float] = {}
         runtimes = await asyncio.to_thread(
             load_repository, self.settings.models_dir, self.settings.models, options, load_seconds
@@ -222,7 +225,7 @@ class Application:
             self.settings.models_dir,
             self.settings.models,
             embedder,
-            self._session_options(),
+            session_options(self.settings),
             self.settings.repository_poll_s,
             self._publish_health,
             self.metrics,

@@ -162,6 +162,11 @@ class Settings(BaseSettings):
         description="ONNX Runtime's threads spin between runs: lower latency on dedicated "
         "cores, CPU burnt otherwise (off by default)",
     )
+    io_binding: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="bind inputs and fetched outputs with ONNX Runtime's IOBinding, so outputs "
+        "not asked for stay on the device (auto: on CUDA only)",
+    )
     tokenizer_threads: int = Field(2, ge=1, description="threads for tokenization and pooling")
 
     # Caching of contextual results (BERT, ELMo embeddings and fill-mask; never word2vec).

@@ -5,10 +5,12 @@ the raw-engine benchmark and export validation all open theirs with it, so they 
 check the engine exactly as it serves; where they differ (validation and the benchmark run on
 CPU, the benchmark with its own thread count) that is a ``SessionOptions`` field.
 
-On CUDA the inputs are copied once and the outputs asked for are bound to the GPU with
-IOBinding, so no other output leaves the device; on CPU a plain ``run`` is already copy-free.
-What actually runs is read from ``session.get_providers()``: ``onnxruntime-gpu`` lists CUDA as
-available even where it then falls back to CPU.
+With IOBinding (``io_binding``: ``auto`` turns it on for CUDA only) the inputs are copied to the
+device once and only the outputs asked for are bound and copied back, so no other output leaves
+the device; on CPU a plain ``run`` is already copy-free, and ``on`` runs the same bound path there
+(which is how the tests cover it without a GPU). What actually runs is read from
+``session.get_providers()``: ``onnxruntime-gpu`` lists CUDA as available even where it then falls
+back to CPU.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from modelrepo import GraphSpec, check_tensors
 log = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "cuda"]
+IoBinding = Literal["auto", "on", "off"]
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
 
 _ORT_TYPES = {
     "tensor(int64)": "int64",
@@ -50,6 +55,12 @@ class SessionOptions:
     """Intra-op threads spin after each run waiting for the next one: lower latency when runs
     come back to back on cores of their own, CPU burnt otherwise (measured here, BERT at 64
     clients: ~2,200 against ~3,200 µs of server CPU per text without and with spinning)."""
+    io_binding: IoBinding = "auto"
+    """Bind inputs and the fetched outputs with IOBinding: ``auto`` on CUDA only."""
+
+    def binds_io(self, device: str) -> bool:
+        """Whether a session that ended up on ``device`` runs through IOBinding."""
+        return self.io_binding == "on" or (self.io_binding == "auto" and device == "cuda")
 
 
 CPU_FP32 = SessionOptions(device="cpu")
@@ -73,18 +84,20 @@ def check_single_onnxruntime() -> None:
         )
 
 
-def _providers(device: Device) -> list[str]:
-    available = ort.get_available_providers()
+def choose_providers(device: Device, available: Sequence[str]) -> list[str]:
+    """The providers to ask for, in order, given what this onnxruntime build ``available``
+    offers: CUDA first (with CPU for the operators it lacks) for ``cuda``, and for ``auto``
+    where the build has it; asking for ``cuda`` from a CPU-only build is an error."""
     if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device == "cuda" and "CUDAExecutionProvider" not in available:
+        return [CPU_PROVIDER]
+    if device == "cuda" and CUDA_PROVIDER not in available:
         raise RuntimeError(
             "device 'cuda' was asked for but this onnxruntime has no CUDA provider; install "
             "the gpu extra (onnxruntime-gpu) or use --device cpu"
         )
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    if CUDA_PROVIDER in available:
+        return [CUDA_PROVIDER, CPU_PROVIDER]
+    return [CPU_PROVIDER]
 
 
 def open_session(path: Path, options: SessionOptions, what: str = "") -> ort.InferenceSession:
@@ -102,7 +115,8 @@ def open_session(path: Path, options: SessionOptions, what: str = "") -> ort.Inf
     settings.log_severity_level = 3
     if not options.spin_wait:
         settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), settings, providers=_providers(options.device))
+    providers = choose_providers(options.device, ort.get_available_providers())
+    session = ort.InferenceSession(str(path), settings, providers=providers)
     if options.device == "cuda" and session_device(session) != "cuda":
         raise RuntimeError(
             f"{what or path}: CUDA was asked for but ONNX Runtime fell back to CPU (are the "
@@ -114,7 +128,7 @@ def open_session(path: Path, options: SessionOptions, what: str = "") -> ort.Inf
 def session_device(session: ort.InferenceSession) -> str:
     """Where the session actually runs, ``cuda`` or ``cpu`` (``get_providers`` lists what it
     ended up with)."""
-    return "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
+    return "cuda" if CUDA_PROVIDER in session.get_providers() else "cpu"
 
 
 class GraphSession:
@@ -123,9 +137,16 @@ class GraphSession:
     def __init__(self, path: Path, graph: GraphSpec, options: SessionOptions, what: str) -> None:
         self.session = open_session(path, options, what)
         self.device = session_device(self.session)
+        self.bound = options.binds_io(self.device)
         check_tensors(graph.inputs, self._describe(self.session.get_inputs()), f"{what} inputs")
         check_tensors(graph.outputs, self._describe(self.session.get_outputs()), f"{what} outputs")
-        log.info("%s: loaded %s on %s", what, path.name, self.device)
+        log.info(
+            "%s: loaded %s on %s%s",
+            what,
+            path.name,
+            self.device,
+            " (IOBinding)" if self.bound else "",
+        )
 
     @staticmethod
     def _describe(
@@ -137,13 +158,13 @@ class GraphSession:
 
     def run(self, outputs: Sequence[str], inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run the graph and return the named outputs as host arrays."""
-        if self.device == "cpu":
+        if not self.bound:
             results = self.session.run(list(outputs), dict(inputs))
             return [np.asarray(result) for result in results]
         binding = self.session.io_binding()
         for name, value in inputs.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(value))
         for name in outputs:
-            binding.bind_output(name, "cuda")
+            binding.bind_output(name, self.device)
         self.session.run_with_iobinding(binding)
         return [np.asarray(value) for value in binding.copy_outputs_to_cpu()]

@@ -81,9 +81,7 @@ class TextBudget:
     @asynccontextmanager
     async def hold(self, count: int) -> AsyncIterator[None]:
         async with self._freed:
-            await self._freed.wait_for(
-                lambda: self.held == 0 or self.held + count <= self.texts
-            )
+            await self._freed.wait_for(lambda: self.held == 0 or self.held + count <= self.texts)
             self.held += count
         try:
             yield

@@ -174,9 +174,10 @@ def test_cancelling_the_stream_cancels_its_pending_messages(imported: dict[str, 
 def test_a_streams_own_messages_never_refuse_each_other(imported: dict[str, Path]) -> None:
     """Twelve messages of 64 texts against an in-flight limit of 128: at most 64 texts of the
     stream run at once, so no message is refused for the others of its stream."""
-    with observed_server(
-        imported["models"], max_inflight_texts=128, stream_concurrency=12
-    ) as (server, recorder):
+    with observed_server(imported["models"], max_inflight_texts=128, stream_concurrency=12) as (
+        server,
+        recorder,
+    ):
         texts = [" ".join(WORDS[: 3 + i % 9]) for i in range(64)]
         requests = [embed_request(texts, MODEL) for _ in range(12)]
         with EmbeddingClient(server.target, timeout=60) as client:

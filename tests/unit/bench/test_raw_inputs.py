@@ -13,9 +13,7 @@ def elmo_graph() -> GraphSpec:
     return GraphSpec(
         file="bilm.onnx",
         inputs=(
-            TensorSpec(
-                name="char_ids", dtype="int64", shape=("batch_size", "sequence_length", 50)
-            ),
+            TensorSpec(name="char_ids", dtype="int64", shape=("batch_size", "sequence_length", 50)),
             TensorSpec(name="initial_c", dtype="float32", shape=(4, "batch_size", 512)),
             TensorSpec(name="initial_h", dtype="float32", shape=(4, "batch_size", 128)),
         ),

@@ -64,9 +64,7 @@ def test_reset_removes_the_file(models: Path) -> None:
         (["--reset", "--max-batch-size", "3"], "give it alone"),
     ],
 )
-def test_bad_values_are_refused_with_the_field(
-    models: Path, argv: list[str], message: str
-) -> None:
+def test_bad_values_are_refused_with_the_field(models: Path, argv: list[str], message: str) -> None:
     with pytest.raises(SystemExit, match=message):
         configure(models, *argv)
     assert read_model_config(models / "tiny") is None

@@ -55,8 +55,15 @@ def test_marker_whose_pid_now_belongs_to_a_younger_process_is_ignored(tmp_path: 
 
 @pytest.mark.parametrize(
     "content",
-    ["", "{", "[]", '{"what": "x"}', '{"what": 1, "pid": 1, "started": 0}',
-     '{"what": "x", "pid": true, "started": 0}', '{"what": "x", "pid": -4, "started": 0}'],
+    [
+        "",
+        "{",
+        "[]",
+        '{"what": "x"}',
+        '{"what": 1, "pid": 1, "started": 0}',
+        '{"what": "x", "pid": true, "started": 0}',
+        '{"what": "x", "pid": -4, "started": 0}',
+    ],
 )
 def test_malformed_markers_are_ignored(tmp_path: Path, content: str) -> None:
     (tmp_path / "bert").mkdir()

@@ -12,9 +12,20 @@ import pytest
 from onnx import TensorProto, helper
 
 from bench.raw import encoder_session
+from bench.servers import Engine
 from export.validate import cpu_session
 from modelrepo import GraphSpec, TensorSpec
-from service.runtime.session import GraphSession, SessionOptions, open_session, session_device
+from service.runtime.session import (
+    CPU_PROVIDER,
+    CUDA_PROVIDER,
+    Device,
+    GraphSession,
+    IoBinding,
+    SessionOptions,
+    choose_providers,
+    open_session,
+    session_device,
+)
 from tests.unit.modelrepo.test_repository import make_spec
 
 GRAPH = GraphSpec(
@@ -74,11 +85,11 @@ def test_server_benchmark_and_validation_open_the_same_session(directory: Path) 
     expected = settings(open_session(path, SessionOptions(device="cpu")))
     assert settings(served) == expected
     assert settings(cpu_session(path)) == expected
-    assert settings(encoder_session(directory, make_spec(), 0)) == expected
+    assert settings(encoder_session(directory, make_spec(), Engine(threads=0))) == expected
 
 
 def test_the_benchmark_thread_count_is_an_option_not_a_copy(directory: Path) -> None:
-    benched = settings(encoder_session(directory, make_spec(), 3))
+    benched = settings(encoder_session(directory, make_spec(), Engine(threads=3)))
     assert benched == settings(
         open_session(directory / GRAPH.file, SessionOptions(device="cpu", intra_op_threads=3))
     )
@@ -114,3 +125,61 @@ def test_threads_spin_between_runs_only_when_asked(directory: Path) -> None:
                 entries.get_session_config_entry("session.intra_op.allow_spinning")
         else:
             assert entries.get_session_config_entry("session.intra_op.allow_spinning") == allowed
+
+
+@pytest.mark.parametrize(
+    ("device", "available", "chosen"),
+    [
+        ("cpu", [CUDA_PROVIDER, CPU_PROVIDER], [CPU_PROVIDER]),
+        ("auto", [CUDA_PROVIDER, CPU_PROVIDER], [CUDA_PROVIDER, CPU_PROVIDER]),
+        (
+            "auto",
+            ["TensorrtExecutionProvider", CUDA_PROVIDER, CPU_PROVIDER],
+            [CUDA_PROVIDER, CPU_PROVIDER],
+        ),
+        ("auto", [CPU_PROVIDER], [CPU_PROVIDER]),
+        ("cuda", [CUDA_PROVIDER, CPU_PROVIDER], [CUDA_PROVIDER, CPU_PROVIDER]),
+    ],
+)
+def test_providers_are_chosen_from_what_the_build_offers(
+    device: Device, available: list[str], chosen: list[str]
+) -> None:
+    """What a GPU build (``onnxruntime-gpu`` lists CUDA) and a CPU build would be asked for."""
+    assert choose_providers(device, available) == chosen
+
+
+def test_cuda_from_a_cpu_build_is_refused_with_what_to_install() -> None:
+    with pytest.raises(RuntimeError, match=r"onnxruntime-gpu.*--device cpu"):
+        choose_providers("cuda", [CPU_PROVIDER])
+
+
+@pytest.mark.parametrize(
+    ("io_binding", "device", "bound"),
+    [
+        ("auto", "cpu", False),
+        ("auto", "cuda", True),
+        ("on", "cpu", True),
+        ("on", "cuda", True),
+        ("off", "cpu", False),
+        ("off", "cuda", False),
+    ],
+)
+def test_io_binding_is_on_for_cuda_unless_set(
+    io_binding: IoBinding, device: str, bound: bool
+) -> None:
+    assert SessionOptions(io_binding=io_binding).binds_io(device) is bound
+
+
+def test_the_bound_path_answers_as_the_plain_run(directory: Path) -> None:
+    """IOBinding, the path CUDA sessions take, run on the CPU provider: same outputs, only those
+    asked for, and the inputs may be non-contiguous views."""
+    path = directory / GRAPH.file
+    bound = GraphSession(path, GRAPH, SessionOptions(device="cpu", io_binding="on"), "bound")
+    plain = GraphSession(path, GRAPH, SessionOptions(device="cpu", io_binding="off"), "plain")
+    assert (bound.bound, plain.bound) == (True, False)
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::2]  # not contiguous
+    (from_bound,) = bound.run(["y"], {"x": x})
+    (from_plain,) = plain.run(["y"], {"x": x})
+    assert from_bound.shape == (4, 3)
+    assert np.array_equal(from_bound, from_plain)
+    assert np.array_equal(from_bound, 2 * x)
