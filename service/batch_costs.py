@@ -80,17 +80,17 @@ def uses_cost_model(models_dir: Path | None, name: str, default: bool) -> bool:
 
 
 def embed_probe(runtime: Runtime) -> RunBatch:
-    """``run(batch_size, length)``: the runtime's own ``run_embed`` on ``batch_size`` copies of
-    one text cut to ``length`` tokens, at the model's default layers (what a default request
-    costs the inference thread)."""
+    """``run(batch_size, length)``: the runtime's own ``embed_batch`` (the graph and the pooling)
+    on ``batch_size`` copies of one text cut to ``length`` tokens, at the model's default layers
+    (what a default request costs the inference thread)."""
     spec = runtime.spec
     options = EmbedOptions(Pooling.MEAN, layers=spec.default_layers, truncate=True)
     text = " ".join([PROBE_WORD] * spec.max_sequence_length)
     longest = runtime.prepare_embed([text], options)[0]
 
     def run(batch_size: int, length: int) -> None:
-        item = replace(longest, ids=longest.ids[:length])
-        runtime.run_embed([item] * batch_size)
+        item = replace(longest, ids=longest.ids[:length], tokens=longest.tokens[:length])
+        runtime.embed_batch([item] * batch_size)
 
     return run
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,7 +58,7 @@ from service.runtime.base import (
     EmbedItem,
     FillMaskItem,
     FillMaskRuntime,
-    LayerStates,
+    PooledEmbedding,
     Runtime,
 )
 
@@ -71,6 +71,19 @@ ResultT = TypeVar("ResultT")
 
 # Given a batcher's name ("bert/1 embed"), the observer its batches are reported to.
 ObserverFactory = Callable[[str], BatchObserver | None]
+# A batch's results for one request: (items, what the batcher returned for them, characters of
+# their texts) → (results, post-processing seconds, of which spent inside the batch).
+Finish = Callable[[list[ItemT], list[StateT], int], Awaitable[tuple[list[ResultT], float, float]]]
+
+
+async def _pooled_in_batch(
+    items: list[EmbedItem], pooled: list[PooledEmbedding], chars: int
+) -> tuple[list[EmbeddingResult], float, float]:
+    """Embeddings come out of the batch finished (``Runtime.embed_batch``); the pooling's time
+    is the request's post-processing, and is not counted as inference too."""
+    seconds = max((each.pooling_s for each in pooled), default=0.0)
+    return [each.result for each in pooled], seconds, seconds
+
 
 MAX_TOP_K = 1000
 INLINE_CHARS = 1000
@@ -90,7 +103,7 @@ class ServedModel:
     """A model version with its runtime, and its batchers and inference thread unless direct."""
 
     runtime: Runtime
-    embed_batcher: DynamicBatcher[EmbedItem, LayerStates] | None
+    embed_batcher: DynamicBatcher[EmbedItem, PooledEmbedding] | None
     fill_mask_batcher: DynamicBatcher[FillMaskItem, np.ndarray] | None
     inference_thread: ThreadPoolExecutor | None
     direct: DirectRuntime | None = None  # set (and no batchers) for static models
@@ -170,7 +183,7 @@ class Embedder:
         thread = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{label}")
         embed = DynamicBatcher(
             f"{label} embed",
-            runtime.run_embed,
+            runtime.embed_batch,
             _embed_length,
             batching,
             executor=thread,
@@ -403,10 +416,10 @@ class Embedder:
         texts: Sequence[str],
         prepare: Callable[[Sequence[str]], list[ItemT]],
         batcher: DynamicBatcher[ItemT, StateT],
-        finish: Callable[[ItemT, StateT], ResultT],
+        finish: Finish[ItemT, StateT, ResultT],
         deadline: float | None,
     ) -> Compute[ResultT]:
-        """Prepare on the workers → one queue submission → finish on the workers, timed."""
+        """Prepare on the workers → one queue submission → finish, timed."""
 
         async def compute(indices: list[int]) -> tuple[list[ResultT], Timing]:
             chosen = [texts[index] for index in indices]
@@ -427,14 +440,11 @@ class Embedder:
                     f"the model {batcher.name} failed on this batch ({type(error).__name__}: "
                     f"{error}); retry"
                 ) from error
-            results, finishing = await self._on_workers(
-                lambda: [finish(item, state) for item, state in zip(items, states, strict=True)],
-                chars,
-            )
+            results, finishing, in_batch = await finish(items, states, chars)
             return results, Timing(
                 queue_s=batch.queue_s,
                 tokenization_s=tokenizing,
-                inference_s=batch.execute_s,
+                inference_s=max(0.0, batch.execute_s - in_batch),
                 postprocess_s=finishing,
             )
 
@@ -506,7 +516,7 @@ class Embedder:
                 texts,
                 lambda chosen: runtime.prepare_embed(chosen, options),
                 served.embed_batcher,
-                runtime.finish_embed,
+                _pooled_in_batch,
                 deadline,
             )
             scope = self._scope(served, "embed", embed_options_key(options))
@@ -568,9 +578,17 @@ class Embedder:
         runtime: FillMaskRuntime = served.runtime  # type: ignore[assignment]
         top_k = query.top_k or DEFAULT_FILL_MASK_TOP_K
 
-        def finish(item: FillMaskItem, logits: np.ndarray) -> FillMaskResult:
+        def finish_one(item: FillMaskItem, logits: np.ndarray) -> FillMaskResult:
             masks = runtime.finish_fill_mask(item, logits)
             return FillMaskResult(tuple(tuple(mask) for mask in masks))
+
+        async def finish(
+            items: list[FillMaskItem], states: list[np.ndarray], chars: int
+        ) -> tuple[list[FillMaskResult], float, float]:
+            results, seconds = await self._on_workers(
+                lambda: [finish_one(i, s) for i, s in zip(items, states, strict=True)], chars
+            )
+            return results, seconds, 0.0
 
         compute = self._batched(
             query.texts,

@@ -15,8 +15,10 @@ from service.runtime.base import (
     EmbedItem,
     FillMaskItem,
     LayerStates,
+    PooledEmbedding,
     layers_to_fetch,
     mix_layers,
+    pool_batch,
     pooled_result,
     warm_up_embeddings,
 )
@@ -98,19 +100,29 @@ class BertRuntime:
             mask[index, : len(row)] = 1
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
-    def run_embed(self, items: Sequence[EmbedItem]) -> list[LayerStates]:
+    def _encode_batch(self, items: Sequence[EmbedItem]) -> dict[int, np.ndarray]:
         """One padded batch through the encoder, fetching only the layers some item needs."""
         top = self.spec.num_layers
-        wanted = [layers_to_fetch(item.options, top) for item in items]
-        needed = sorted({layer for layers in wanted for layer in layers})
+        needed = sorted({layer for i in items for layer in layers_to_fetch(i.options, top)})
         outputs = self.encoder.run(
             [self.layer_outputs[layer] for layer in needed], self._pad([i.ids for i in items])
         )
-        by_layer = dict(zip(needed, outputs, strict=True))
+        return dict(zip(needed, outputs, strict=True))
+
+    def run_embed(self, items: Sequence[EmbedItem]) -> list[LayerStates]:
+        by_layer = self._encode_batch(items)
+        top = self.spec.num_layers
         return [
-            tuple(by_layer[layer][row, : len(item.ids)] for layer in layers)
-            for row, (item, layers) in enumerate(zip(items, wanted, strict=True))
+            tuple(
+                by_layer[layer][row, : len(item.ids)]
+                for layer in layers_to_fetch(item.options, top)
+            )
+            for row, item in enumerate(items)
         ]
+
+    def embed_batch(self, items: Sequence[EmbedItem]) -> list[PooledEmbedding]:
+        lengths = np.fromiter((len(item.ids) for item in items), np.int64, len(items))
+        return pool_batch(items, self._encode_batch(items), lengths, self.spec.num_layers)
 
     def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:
         return pooled_result(item, mix_layers(states, item.options))

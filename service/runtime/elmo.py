@@ -37,8 +37,10 @@ from service.errors import InvalidArgument
 from service.runtime.base import (
     EmbedItem,
     LayerStates,
+    PooledEmbedding,
     layers_to_fetch,
     mix_layers,
+    pool_batch,
     pooled_result,
     warm_up_embeddings,
 )
@@ -145,6 +147,13 @@ class ElmoRuntime:
             "initial_c": np.zeros((self.states, batch, self.cell_dim), dtype=np.float32),
             "initial_h": np.zeros((self.states, batch, self.hidden_dim), dtype=np.float32),
         }
+
+    def embed_batch(self, items: Sequence[EmbedItem]) -> list[PooledEmbedding]:
+        (layers,) = self.bilm.run(["layers"], self._inputs(items))
+        words = layers[:, :, 1:]  # each text's words follow its sentence-start marker
+        lengths = np.fromiter((len(item.tokens) for item in items), np.int64, len(items))
+        by_layer = {layer: words[layer] for layer in range(len(layers))}
+        return pool_batch(items, by_layer, lengths, self.spec.num_layers, self.gamma)
 
     def run_embed(self, items: Sequence[EmbedItem]) -> list[LayerStates]:
         """One padded batch through the biLM; per item, the layers it needs at its words only."""

@@ -21,6 +21,7 @@ Static lookups are cheap, so this is a ``DirectRuntime``: the embedder calls ``e
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from modelrepo import ModelSpec, SpecError
 from modelrepo.vocabulary import VOCABULARY_FILE, read_vocabulary
 from service.domain import EmbeddingResult, EmbedOptions, Neighbor, TokenizedText
 from service.errors import InvalidArgument
-from service.runtime.base import EmbedItem, LayerStates, pooled_result
+from service.runtime.base import EmbedItem, LayerStates, PooledEmbedding, pooled_result
 from service.runtime.session import GraphSession, SessionOptions
 from service.runtime.words import require_words, whitespace_offsets
 
@@ -164,12 +165,25 @@ class Word2VecRuntime:
 
     def run_embed(self, items: Sequence[EmbedItem]) -> list[LayerStates]:
         """Every item's words in one lookup, split back per item."""
+        if len(items) == 1:  # one text per request is the common case: nothing to split
+            return [(self._vectors(items[0].ids),)]
         vectors = self._vectors(np.concatenate([item.ids for item in items]))
         bounds = np.cumsum([len(item.ids) for item in items])[:-1]
         return [(part,) for part in np.split(vectors, bounds)]
 
     def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:
         return pooled_result(item, states[0])
+
+    def embed_batch(self, items: Sequence[EmbedItem]) -> list[PooledEmbedding]:
+        """The batched form, for callers that batch every architecture alike (the server
+        serves word2vec with ``embed_now``: a lookup gains nothing from a queue)."""
+        states = self.run_embed(items)
+        started = time.perf_counter()
+        results = [
+            self.finish_embed(item, state) for item, state in zip(items, states, strict=True)
+        ]
+        seconds = time.perf_counter() - started
+        return [PooledEmbedding(result, seconds) for result in results]
 
     def embed_now(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbeddingResult]:
         items = self.prepare_embed(texts, options)

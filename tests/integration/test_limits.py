@@ -28,7 +28,7 @@ from service.batching import BatchObserver
 from service.client import AsyncEmbeddingClient, EmbeddingClient, embed_request
 from service.domain import EmbedOptions
 from service.embedder import Embedder
-from service.runtime.base import EmbedItem, LayerStates, Runtime
+from service.runtime.base import EmbedItem, PooledEmbedding, Runtime
 from service.runtime.loader import load_repository
 from tests.integration.harness import ServerThread, settings_for
 
@@ -55,13 +55,13 @@ class InstrumentedRuntime:
             self.prepared += len(texts)
         return self.inner.prepare_embed(texts, options)
 
-    def run_embed(self, items: Sequence[EmbedItem]) -> Sequence[LayerStates]:
+    def embed_batch(self, items: Sequence[EmbedItem]) -> list[PooledEmbedding]:
         time.sleep(self.batch_delay_s)
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : injected by the test")
         self.executed += [item.tokens for item in items]
-        return self.inner.run_embed(items)
+        return self.inner.embed_batch(items)
 
 
 class Recorder:
