@@ -144,8 +144,8 @@ def pool(tokens: np.ndarray, pooling: Pooling) -> np.ndarray:
     """(tokens, dim) → (dim,) or the tokens themselves for ``Pooling.NONE``."""
     if pooling is Pooling.CLS:
         return np.asarray(tokens[0])
-    if pooling is Pooling.MEAN:
-        return np.asarray(tokens.mean(axis=0, dtype=np.float64), dtype=np.float32)
+    if pooling is Pooling.MEAN:  # ``mean(dtype=float64)`` bit for bit, without its wrapper
+        return np.asarray(np.add.reduce(tokens, axis=0, dtype=np.float64) / len(tokens), np.float32)
     if pooling is Pooling.MAX:
         return np.asarray(tokens.max(axis=0))
     return tokens

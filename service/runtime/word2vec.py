@@ -114,7 +114,8 @@ class Word2VecRuntime:
                 f"of {limit}; shorten it or set truncate"
             )
         words = words[:limit]
-        ids = tuple(self.index.get(word, UNKNOWN_ID) for word in words)
+        lookup = self.index.get
+        ids = tuple([lookup(word, UNKNOWN_ID) for word in words])
         return _Text(tuple(words), ids, truncated)
 
     # -- embeddings -----------------------------------------------------------------------
@@ -122,6 +123,16 @@ class Word2VecRuntime:
         """Split and look up every text; unknown words fail the request unless skipped."""
         require_words(texts)
         split = [self._split(index, text, options.truncate) for index, text in enumerate(texts)]
+        if not any(UNKNOWN_ID in text.ids for text in split):  # the common case: all known
+            return [
+                EmbedItem(
+                    ids=np.asarray(text.ids, dtype=np.int64),
+                    tokens=text.words,
+                    truncated=text.truncated,
+                    options=options,
+                )
+                for text in split
+            ]
         unknown = [
             (index, word)
             for index, text in enumerate(split)

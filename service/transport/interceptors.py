@@ -1,11 +1,13 @@
 """The one gRPC server interceptor: request ids, request metrics and the access log.
 
 Every request gets an id: the client's ``x-request-id`` metadata, or a new one. It is echoed in
-the response's initial metadata and set in a context variable that ``RequestIdFilter`` adds to
-the server's log lines. Each request is counted by method, model and status code, timed, and
-(with ``--access-log``) written as one JSON line that never holds a text, a vector or a token.
-Messages that gRPC itself refuses before any handler runs (oversized, undecodable) never reach
-an interceptor, so they are not counted.
+a unary call's trailing metadata (sent with the status, in the same write) and in a stream's
+initial metadata (before its first reply); ``id_in_headers`` puts a unary call's in its initial
+metadata too, at the price of a write of its own. It is set in a context variable that
+``RequestIdFilter`` adds to the server's log lines. Each request is counted by method, model
+and status code, timed, and (with ``--access-log``) written as one JSON line that never holds a
+text, a vector or a token. Messages that gRPC itself refuses before any handler runs
+(oversized, undecodable) never reach an interceptor, so they are not counted.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +45,7 @@ def _incoming_id(context: Any) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and value:
             return value[:MAX_REQUEST_ID_CHARS]
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
 
 
 @dataclass
@@ -79,16 +81,28 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         metrics: Metrics | None,
         served: Callable[[], Collection[str]],
         write_access_log: bool = False,
+        id_in_headers: bool = False,
     ) -> None:
         self.metrics = metrics
         self.served = served
         self.write_access_log = write_access_log
+        self.id_in_headers = id_in_headers
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
+        """Per full method name, the servicer's handler and its wrapped form: handlers are
+        fixed once the server starts, so each is wrapped once, not on every call."""
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         handler = await continuation(details)
         if handler is None:
             return None
-        method = details.method.rsplit("/", 1)[-1]
+        known = self._wrapped.get(details.method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(details.method.rsplit("/", 1)[-1], handler)
+        self._wrapped[details.method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Any) -> Any:
         common = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
@@ -122,10 +136,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         call.version = getattr(response, "version", "") or call.version
         call.cached += _cached_count(response)
 
-    async def _begin(self, method: str, context: Any) -> tuple[_Call, contextvars.Token[str]]:
-        token = request_id.set(_incoming_id(context))
-        with contextlib.suppress(Exception):  # a client gone already: the call fails later
-            await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id.get()),))
+    async def _begin(
+        self, method: str, context: Any, streaming: bool
+    ) -> tuple[_Call, contextvars.Token[str]]:
+        echoed = _incoming_id(context)
+        token = request_id.set(echoed)
+        header = ((REQUEST_ID_HEADER, echoed),)
+        if streaming or self.id_in_headers:
+            with contextlib.suppress(Exception):  # a client gone already: the call fails later
+                await context.send_initial_metadata(header)
+        else:  # kept by an abort too, so failed calls carry it
+            context.set_trailing_metadata(header)
         if self.metrics is not None:
             self.metrics.request_started(method)
         return _Call(method, time.perf_counter()), token
@@ -156,7 +177,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     # -- handler wrappers ---------------------------------------------------------------------
     def _unary(self, method: str, inner: Callable[..., Any]) -> Callable[..., Any]:
         async def behavior(request: Any, context: Any) -> Any:
-            call, token = await self._begin(method, context)
+            call, token = await self._begin(method, context, streaming=False)
             self._note_request(call, request)
             try:
                 response = await inner(request, context)
@@ -173,7 +194,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _stream(self, method: str, inner: Callable[..., Any]) -> Callable[..., Any]:
         async def behavior(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-            call, token = await self._begin(method, context)
+            call, token = await self._begin(method, context, streaming=True)
 
             async def noted() -> AsyncIterator[Any]:
                 async for request in requests:
@@ -189,7 +210,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _unary_stream(self, method: str, inner: Callable[..., Any]) -> Callable[..., Any]:
         async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
-            call, token = await self._begin(method, context)
+            call, token = await self._begin(method, context, streaming=True)
             self._note_request(call, request)
             relay = self._relay(call, token, inner(request, context), context)
             async with contextlib.aclosing(relay) as responses:

@@ -30,7 +30,12 @@ def create_server(
     metrics: Metrics | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """An unstarted server with the API, health and reflection, bound to the configured port."""
-    interceptor = ServiceInterceptor(metrics, servicer.served_models, settings.access_log)
+    interceptor = ServiceInterceptor(
+        metrics,
+        servicer.served_models,
+        settings.access_log,
+        id_in_headers=settings.request_id_metadata == "initial",
+    )
     server = grpc.aio.server(
         # The first wraps the next: the metrics see (and count) calls that auth refuses.
         interceptors=[

@@ -141,15 +141,32 @@ def test_models_and_build_are_described(served: BackgroundServer) -> None:
     assert any(name == "embed_build_info" for name, _ in samples)
 
 
+def ids_in(metadata: Any) -> list[str]:
+    return [value for key, value in metadata or () if key == "x-request-id"]
+
+
 def test_request_ids_are_echoed_or_made(served: BackgroundServer) -> None:
+    """Unary calls: in the trailing metadata, answered or failed, never as a header write of
+    its own; streams: in the initial metadata, before the first reply."""
     with grpc.insecure_channel(served.target) as channel:
         stub = pb_grpc.EmbeddingServiceStub(channel)
         request = pb.EmbedRequest(model=MODEL, texts=["a request with an id"])
         _, call = stub.Embed.with_call(request, metadata=(("x-request-id", "trace-42"),))
-        assert ("x-request-id", "trace-42") in call.initial_metadata()
+        assert ids_in(call.trailing_metadata()) == ["trace-42"]
+        assert ids_in(call.initial_metadata()) == []
         _, call = stub.Embed.with_call(request)
-        (made,) = [v for k, v in call.initial_metadata() if k == "x-request-id"]
+        (made,) = ids_in(call.trailing_metadata())
         assert re.fullmatch(r"[0-9a-f]{32}", made)
+        with pytest.raises(grpc.RpcError) as failed:
+            stub.Embed(
+                pb.EmbedRequest(model="no-such-model", texts=["x"]),
+                metadata=(("x-request-id", "trace-43"),),
+            )
+        assert failed.value.code() is grpc.StatusCode.NOT_FOUND
+        assert ids_in(failed.value.trailing_metadata()) == ["trace-43"]
+        stream = stub.EmbedStream(iter([request]), metadata=(("x-request-id", "trace-44"),))
+        assert ids_in(stream.initial_metadata()) == ["trace-44"]
+        assert len(list(stream)) == 1
         computed = pb.EmbedRequest(
             model=MODEL, texts=["computed"], cache_policy=pb.CACHE_POLICY_BYPASS
         )
@@ -212,3 +229,16 @@ def test_streams_and_health_checks_are_counted(served: BackgroundServer) -> None
         - value(before, "embed_queue_duration_seconds_count", **stage)
         == 3
     )
+
+
+def test_request_ids_can_come_back_as_headers(repository: Path) -> None:
+    """``--request-id-metadata initial``: a unary call's id in its initial metadata, as a
+    client reading headers (a proxy, say) needs it."""
+    with (
+        running_server(repository, request_id_metadata="initial") as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+        request = pb.EmbedRequest(model=MODEL, texts=["a request with an id"])
+        _, call = stub.Embed.with_call(request, metadata=(("x-request-id", "trace-45"),))
+        assert ids_in(call.initial_metadata()) == ["trace-45"]

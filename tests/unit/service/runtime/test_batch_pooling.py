@@ -4,8 +4,6 @@ layer choice and normalisation, with different options in one batch, for BERT an
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
