@@ -31,27 +31,23 @@ def channel_options(
     max_message_bytes: int = 64 * 1024 * 1024,
     load_balancing: str = "round_robin",
 ) -> list[tuple[str, Any]]:
-    """Channel options: gRPC's retry policy for UNAVAILABLE, large messages, keepalive, and
-    the balancing policy over the addresses the target resolves to (``LOAD_BALANCING``)."""
+    """Channel options: gRPC's retry policy for UNAVAILABLE (``retries`` more attempts; 0: none
+    at all), large messages, keepalive, and the balancing policy over the addresses the target
+    resolves to (``LOAD_BALANCING``)."""
     if load_balancing not in LOAD_BALANCING:
         raise ValueError(f"load_balancing must be one of {LOAD_BALANCING}, got {load_balancing!r}")
-    service_config = {
-        "loadBalancingConfig": [{load_balancing: {}}],
-        "methodConfig": [
-            {
-                "name": [{"service": "embedding.v1.EmbeddingService"}],
-                "retryPolicy": {
-                    "maxAttempts": max(2, retries + 1),
-                    "initialBackoff": "0.1s",
-                    "maxBackoff": "2s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
+    method: dict[str, Any] = {"name": [{"service": "embedding.v1.EmbeddingService"}]}
+    if retries > 0:  # gRPC's smallest policy is 2 attempts, so 0 retries means no policy
+        method["retryPolicy"] = {
+            "maxAttempts": retries + 1,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
+    service_config = {"loadBalancingConfig": [{load_balancing: {}}], "methodConfig": [method]}
     return [
-        ("grpc.enable_retries", 1),
+        ("grpc.enable_retries", 1 if retries > 0 else 0),
         ("grpc.service_config", json.dumps(service_config)),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),

@@ -264,6 +264,24 @@ def test_a_failed_batch_fails_only_its_requests(
         assert embedder_of(server).inflight[MODEL] == 0
 
 
+def test_the_client_retries_a_failed_batch_for_its_caller(
+    imported: dict[str, Path], instrumented: list[InstrumentedRuntime]
+) -> None:
+    """A failed batch is UNAVAILABLE before any reply header has gone out, so the client's
+    retry policy answers the call from the next batch."""
+    with (
+        background_server(settings_for(imported["models"])) as server,
+        EmbeddingClient(server.target, retries=1) as client,
+    ):
+        runtime = instrumented[0]
+        runtime.fail_next = True
+        executed = len(runtime.executed)
+        response = client.embed(["retried after a failed batch"], MODEL)
+        assert len(response.embeddings) == 1 and not runtime.fail_next
+        assert runtime.executed[executed:] == [tuple(response.embeddings[0].tokens)]
+        assert embedder_of(server).inflight[MODEL] == 0
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated", "altered"])
 def test_a_damaged_model_file_refuses_start(
     imported: dict[str, Path], tmp_path: Path, damage: str
