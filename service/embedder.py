@@ -456,7 +456,7 @@ class Embedder:
         operation: str,
         texts: Sequence[str],
         compute: Compute[ResultT],
-        cached_as: tuple[KeyScope, Codec[ResultT]] | None,
+        cached_as: tuple[Callable[[], KeyScope], Codec[ResultT]] | None,
         policy: CachePolicy,
         started: float,
         deadline: float | None,
@@ -466,8 +466,10 @@ class Embedder:
         if self.cache is None or cached_as is None or policy is CachePolicy.BYPASS:
             results, timing = await compute(list(range(len(texts))))
         else:
-            scope, codec = cached_as
-            results, timing = await self.cache.serve(texts, scope, codec, policy, compute, deadline)
+            scope, codec = cached_as  # the key scope is built only when a cache is read
+            results, timing = await self.cache.serve(
+                texts, scope(), codec, policy, compute, deadline
+            )
         timing.total_s = time.perf_counter() - started
         if self.metrics is not None:
             cached = sum(1 for result in results if getattr(result, "cached", False))
@@ -519,7 +521,10 @@ class Embedder:
                 _pooled_in_batch,
                 deadline,
             )
-            scope = self._scope(served, "embed", embed_options_key(options))
+
+            def scope() -> KeyScope:
+                return self._scope(served, "embed", embed_options_key(options))
+
             results, timing = await self._run(
                 served,
                 "embed",
@@ -597,7 +602,10 @@ class Embedder:
             finish,
             deadline,
         )
-        scope = self._scope(served, "fill_mask", {"top_k": top_k})
+
+        def scope() -> KeyScope:
+            return self._scope(served, "fill_mask", {"top_k": top_k})
+
         results, timing = await self._run(
             served,
             "fill_mask",
