@@ -222,6 +222,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="BERT models of the floor section (beside the floor and word2vec)",
     )
     parser.add_argument(
+        "--floor-blocks",
+        type=int,
+        default=6,
+        help="blocks of four alternating windows (word2vec, floor, floor, word2vec) of the "
+        "floor section, each window a quarter of --seconds",
+    )
+    parser.add_argument(
         "--precision-model",
         default="bert-base-random",
         help="BERT of the precision section, served as fp32 and as its int8 variant",
@@ -337,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             args.clients,
             args.seconds,
             engine,
+            args.floor_blocks,
         )
         report_floor(results["floor"])
     if cache:
