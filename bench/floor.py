@@ -13,8 +13,8 @@ Run after run, one-off figures here move by ±25 %, more than the goal itself, s
 (nothing but ours on top of the transport) is also measured against the floor in alternating
 windows, both servers up at once (``bench.alternate``, blocks of four: word2vec, floor, floor,
 word2vec): per block, the mean of its word2vec windows minus the mean of its floor windows,
-server CPU per request; the median over blocks, with its 95 % interval, is the figure the goal
-is judged on.
+server CPU per request; the median over blocks, with its sign-test interval, is the figure the
+goal is judged on.
 """
 
 from __future__ import annotations

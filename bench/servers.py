@@ -14,9 +14,11 @@ from service.runtime.session import Device, IoBinding, SessionOptions
 
 @dataclass(frozen=True)
 class Engine:
-    """The device and threads of every server and raw session of one bench run, so served and
+    """The device and threads of the servers and raw sessions of one bench run, so served and
     raw figures always come from the same engine (``--device``, ``--threads``,
-    ``--io-binding``). ``cuda`` from a CPU-only onnxruntime fails at the first session."""
+    ``--io-binding``); the metrics section keeps its own (word2vec on one CPU thread, metrics
+    on against off). ``python -m bench`` refuses ``cuda`` from a CPU-only onnxruntime before it
+    builds anything; a CUDA build without a usable GPU fails at the first session."""
 
     device: Device = "cpu"
     threads: int = 0

@@ -3,7 +3,7 @@
 The limits are the server-wide settings, overridden per model by the ``batching`` section of
 ``models/<name>/config.json`` (BERT's encoder and ELMo's LSTM cost very differently). The cost
 table is measured at warm-up on the model's own engine: synthetic batches of the served
-runtime's ``run_embed`` on a small grid of batch sizes × lengths, within a budget of a few
+runtime's ``embed_batch`` on a small grid of batch sizes × lengths, within a budget of a few
 seconds (``service.batching.cost``). Fill-mask batches keep filling to the limits: they are rare
 next to embeddings, and their cost (the head at the masks) is another table's worth of warm-up.
 """
@@ -89,7 +89,9 @@ def embed_probe(runtime: Runtime) -> RunBatch:
     longest = runtime.prepare_embed([text], options)[0]
 
     def run(batch_size: int, length: int) -> None:
-        item = replace(longest, ids=longest.ids[:length], tokens=longest.tokens[:length])
+        markers = len(longest.ids) - len(longest.tokens)  # ELMo's <S> and </S>; BERT's none
+        tokens = longest.tokens[: max(1, length - markers)]
+        item = replace(longest, ids=longest.ids[:length], tokens=tokens)
         runtime.embed_batch([item] * batch_size)
 
     return run

@@ -199,7 +199,8 @@ class Settings(BaseSettings):
         "trailing",
         description="where a unary call's x-request-id comes back: trailing metadata, sent with "
         "the status at no cost, or initial metadata, a gRPC write of its own (40-130 µs a call "
-        "here); streams always send it in their initial metadata, before the first reply",
+        "here) that also commits the call, so clients no longer retry its UNAVAILABLE; streams "
+        "always send it in their initial metadata, before the first reply",
     )
 
     # Lifecycle and logs.

@@ -31,9 +31,10 @@ def channel_options(
     max_message_bytes: int = 64 * 1024 * 1024,
     load_balancing: str = "round_robin",
 ) -> list[tuple[str, Any]]:
-    """Channel options: gRPC's retry policy for UNAVAILABLE (``retries`` more attempts; 0: none
-    at all), large messages, keepalive, and the balancing policy over the addresses the target
-    resolves to (``LOAD_BALANCING``)."""
+    """Channel options: gRPC's retry policy for UNAVAILABLE (``retries`` more attempts; 0: no
+    policy, only gRPC's transparent retries of calls that never reached a server), large
+    messages, keepalive, and the balancing policy over the addresses the target resolves to
+    (``LOAD_BALANCING``)."""
     if load_balancing not in LOAD_BALANCING:
         raise ValueError(f"load_balancing must be one of {LOAD_BALANCING}, got {load_balancing!r}")
     method: dict[str, Any] = {"name": [{"service": "embedding.v1.EmbeddingService"}]}
@@ -47,7 +48,7 @@ def channel_options(
         }
     service_config = {"loadBalancingConfig": [{load_balancing: {}}], "methodConfig": [method]}
     return [
-        ("grpc.enable_retries", 1 if retries > 0 else 0),
+        ("grpc.enable_retries", 1),
         ("grpc.service_config", json.dumps(service_config)),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),

@@ -2,8 +2,8 @@
 
 ``open_session`` is the one place an ``InferenceSession`` is configured: the server's graphs,
 the raw-engine benchmark and export validation all open theirs with it, so they measure and
-check the engine exactly as it serves; where they differ (validation and the benchmark run on
-CPU, the benchmark with its own thread count) that is a ``SessionOptions`` field.
+check the engine exactly as it serves; where they differ (validation runs on CPU, the
+benchmark on its ``--device`` with its own thread count) that is a ``SessionOptions`` field.
 
 With IOBinding (``io_binding``: ``auto`` turns it on for CUDA only) the inputs are copied to the
 device once and only the outputs asked for are bound and copied back, so no other output leaves

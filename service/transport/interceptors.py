@@ -3,7 +3,7 @@
 Every request gets an id: the client's ``x-request-id`` metadata, or a new one. It is echoed in
 a unary call's trailing metadata (sent with the status, in the same write) and in a stream's
 initial metadata (before its first reply); ``id_in_headers`` puts a unary call's in its initial
-metadata too, at the price of a write of its own. It is set in a context variable that
+metadata instead, at the price of a write of its own. It is set in a context variable that
 ``RequestIdFilter`` adds to the server's log lines. Each request is counted by method, model
 and status code, timed, and (with ``--access-log``) written as one JSON line that never holds a
 text, a vector or a token. Messages that gRPC itself refuses before any handler runs
