@@ -35,6 +35,26 @@ from bench.load import text_source
 from service.client import AsyncEmbeddingClient
 
 
+class WindowClock:
+    """The ``on_marker`` of ``run_alternating``: this process's CPU and wall seconds over each
+    window, read the moment its start and end markers arrive (the servers run in this process,
+    so its CPU over a window is theirs)."""
+
+    def __init__(self) -> None:
+        self._open: list[tuple[int, float, float]] = []
+        self.windows: list[tuple[int, float, float]] = []
+        """Per window in order: (target index, CPU seconds, wall seconds)."""
+
+    def __call__(self, what: str, index: int) -> None:
+        cpu, wall = time.process_time(), time.perf_counter()
+        if what == "start":
+            self._open.append((index, cpu, wall))
+            return
+        started, cpu_start, wall_start = self._open.pop()
+        assert started == index, "window markers out of order"
+        self.windows.append((index, cpu - cpu_start, wall - wall_start))
+
+
 def abba(pairs: int) -> list[int]:
     """Target indices of ``pairs`` pairs of windows: 0 1, 1 0, 0 1, ..."""
     return [index for pair in range(pairs) for index in ((0, 1) if pair % 2 == 0 else (1, 0))]

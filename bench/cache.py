@@ -24,7 +24,7 @@ from rich.table import Table
 from bench.load import run_load
 from bench.models import BERT_BASE
 from bench.redis_server import redis_server
-from bench.servers import Engine
+from bench.servers import Engine, bench_settings
 from service.background import BackgroundServer, background_server
 from service.cache.redis_tier import RedisCache
 from service.client import EmbeddingClient
@@ -44,16 +44,8 @@ STORED_TIMEOUT_S = 30.0
 
 def cache_settings(models_dir: Path, redis_url: str, engine: Engine) -> Settings:
     """Cache on, Redis only (no in-process tier), so every hit pays the Redis round trip."""
-    return Settings(
-        models_dir=models_dir,
-        models=[MODEL],
-        port=0,
-        metrics_port=0,
-        **engine.settings(),
-        log_level="warning",
-        cache="on",
-        cache_memory_mb=0,
-        redis_url=redis_url,
+    return bench_settings(
+        models_dir, MODEL, engine, cache="on", cache_memory_mb=0, redis_url=redis_url
     )
 
 

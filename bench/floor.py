@@ -32,7 +32,7 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from bench.alternate import run_alternating
+from bench.alternate import WindowClock, run_alternating
 from bench.load import run_load
 from bench.metrics import GAP_S, median_interval
 from bench.raw import Shape, encoder_session, replay_measured
@@ -151,26 +151,15 @@ def paired_ours(
 ) -> dict[str, Any]:
     """Server CPU per request of ``served`` minus the floor's, from ``blocks`` blocks of four
     alternating windows (served floor floor served), so drift cancels within each block."""
-    marks: list[tuple[int, float]] = []
-    windows: list[tuple[int, float]] = []
-
-    def mark(what: str, index: int) -> None:
-        cpu = time.process_time()
-        if what == "start":
-            marks.append((index, cpu))
-        else:
-            started, cpu_start = marks.pop()
-            assert started == index, "window markers out of order"
-            windows.append((index, cpu - cpu_start))
-
+    clock = WindowClock()
     load = run_alternating(
-        (served, floor), model, texts, PAIRED_CLIENTS, window_s, 2 * blocks, GAP_S, mark
+        (served, floor), model, texts, PAIRED_CLIENTS, window_s, 2 * blocks, GAP_S, clock
     )
     per_request = [
         cpu_s / max(1, int(window["responses"])) * 1e6
-        for (_, cpu_s), window in zip(windows, load["windows"], strict=True)
+        for (_, cpu_s, _), window in zip(clock.windows, load["windows"], strict=True)
     ]
-    by_block = block_differences([index for index, _ in windows], per_request)
+    by_block = block_differences([index for index, _, _ in clock.windows], per_request)
     low, high, coverage = median_interval(by_block)
     errors = sum(sum(window["errors"].values()) for window in load["windows"])
     return {

@@ -39,7 +39,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.alternate import run_alternating
+from bench.alternate import WindowClock, run_alternating
 from bench.models import WORD2VEC
 from service.background import BackgroundServer, background_server
 from service.config import Settings
@@ -142,17 +142,7 @@ def bench_metrics(
 ) -> dict[str, Any]:
     """Both servers up at once; ``blocks`` ABBA blocks of windows; per-arm and block figures.
     With ``control`` the "on" server has metrics off too (A/A)."""
-    marks: list[tuple[int, float, float]] = []
-    windows: list[tuple[int, float, float]] = []
-
-    def mark(what: str, index: int) -> None:
-        cpu, wall = time.process_time(), time.perf_counter()
-        if what == "start":
-            marks.append((index, cpu, wall))
-        else:
-            started, cpu_start, wall_start = marks.pop()
-            assert started == index, "window markers out of order"
-            windows.append((index, cpu - cpu_start, wall - wall_start))
+    clock = WindowClock()
 
     with (
         background_server(metrics_settings(models_dir, metrics=not control)) as on,
@@ -165,7 +155,7 @@ def bench_metrics(
             f"{clients} clients"
         )
         targets = (on.target, off.target)
-        load = run_alternating(targets, MODEL, texts, clients, seconds, 2 * blocks, GAP_S, mark)
+        load = run_alternating(targets, MODEL, texts, clients, seconds, 2 * blocks, GAP_S, clock)
         after = requests_counted(on)
     runs = [
         Window(
@@ -175,7 +165,7 @@ def bench_metrics(
             responses=int(window["responses"]),
             errors=sum(window["errors"].values()),
         )
-        for (index, cpu_s, wall_s), window in zip(windows, load["windows"], strict=True)
+        for (index, cpu_s, wall_s), window in zip(clock.windows, load["windows"], strict=True)
     ]
     # The on-arm's metrics must have counted every call its load made (else the "on" arm did not
     # record what it claims); with ``control`` it has no metrics to count.

@@ -32,11 +32,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.load import run_load
-from bench.servers import Engine
+from bench.servers import Engine, bench_settings
 from proto.embedding.v1 import embedding_pb2 as pb
 from service.background import background_server
 from service.client import AsyncEmbeddingClient, embed_request
-from service.config import Settings
 
 console = Console(width=150)
 
@@ -128,16 +127,7 @@ class BatchSizes:
 def bench_stream(
     models_dir: Path, model: str, texts: Path, outstanding: int, seconds: float, engine: Engine
 ) -> dict[str, Any]:
-    settings = Settings(
-        models_dir=models_dir,
-        models=[model],
-        port=0,
-        metrics_port=0,
-        **engine.settings(),
-        log_level="warning",
-        cache="off",  # the load cycles a fixed set of sentences, which a cache would answer
-        stream_concurrency=max(outstanding, 1),
-    )
+    settings = bench_settings(models_dir, model, engine, stream_concurrency=max(outstanding, 1))
     recorder = BatchSizes()
     with background_server(
         settings, lambda name: recorder if name.endswith(" embed") else None

@@ -2,11 +2,13 @@
 cache → prepare → batch → finish, timed.
 
 Per model version there is one inference thread shared by its batchers (embeddings and
-fill-mask), so its graphs never compete for the cores; tokenization and post-processing run on
-a separate pool. The cache sits in front (``service.cache.texts``): hits return before
-batching and only misses go on. Static models (word2vec, a ``DirectRuntime``) have no batcher
-and no inference thread: their lookups run at once on the worker pool, uncached (a lookup costs
-less than a cache read), and never wait behind the contextual models' batches.
+fill-mask), so its graphs never compete for the cores; embeddings come out of it pooled, a
+whole batch at once (``Runtime.embed_batch``); tokenization and fill-mask's top-k run on the
+event loop when tiny (``INLINE_CHARS``) and on a separate pool otherwise. The cache sits in
+front (``service.cache.texts``): hits return before batching and only misses go on. Static
+models (word2vec, a ``DirectRuntime``) have no batcher and no inference thread: their lookups
+run at once (on the worker pool unless tiny), uncached (a lookup costs less than a cache
+read), and never wait behind the contextual models' batches.
 """
 
 from __future__ import annotations
