@@ -30,12 +30,16 @@ def test_each_device_benches_its_own_reduced_precision() -> None:
     assert (Engine(device="cpu").precision, Engine(device="cuda").precision) == ("int8", "fp16")
 
 
-@pytest.mark.skipif(CUDA, reason="this onnxruntime has a CUDA provider: the run would start")
 def test_cuda_without_a_cuda_build_is_refused_at_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The wire section needs no model, so nothing is built either way; a CUDA build goes on
+    and runs it."""
     models = tmp_path / "models"
     code = main(["--device", "cuda", "--sections", "wire", "--models-dir", str(models)])
+    assert not models.exists()
+    if CUDA:
+        assert code == 0
+        return
     assert code == 2
     assert "no CUDA provider" in capsys.readouterr().out
-    assert not models.exists()  # nothing was built
