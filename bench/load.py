@@ -48,6 +48,20 @@ def text_source(texts: list[str], unique: bool) -> Iterator[str]:
     )
 
 
+def latency_summary(latencies: list[float], seconds: float, errors: Counter[str]) -> dict[str, Any]:
+    """What every load reports of its measured window: texts answered, their rate, p50 and p99
+    latency in ms (None when nothing answered) and errors by status."""
+    values = np.asarray(latencies) * 1000
+    return {
+        "seconds": seconds,
+        "texts": len(latencies),
+        "throughput": len(latencies) / seconds,
+        "p50_ms": float(np.percentile(values, 50)) if len(values) else None,
+        "p99_ms": float(np.percentile(values, 99)) if len(values) else None,
+        "errors": dict(errors),
+    }
+
+
 async def drive(
     target: str,
     model: str,
@@ -80,15 +94,9 @@ async def drive(
                     latencies.append(done - now)
 
         await asyncio.gather(*(one_client() for _ in range(clients)))
-    values = np.asarray(latencies) * 1000
     return {
         "clients": clients,
-        "seconds": seconds,
-        "texts": len(latencies),
-        "throughput": len(latencies) / seconds,
-        "p50_ms": float(np.percentile(values, 50)) if len(values) else None,
-        "p99_ms": float(np.percentile(values, 99)) if len(values) else None,
-        "errors": dict(errors),
+        **latency_summary(latencies, seconds, errors),
         "responses": responses,
         "uncached": uncached,
     }

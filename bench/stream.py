@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from bench.load import run_load
+from bench.load import latency_summary, run_load
 from bench.servers import Engine, bench_settings
 from proto.embedding.v1 import embedding_pb2 as pb
 from service.background import background_server
@@ -72,16 +71,7 @@ async def drive_stream(
                     latencies.append(done - started)
         except grpc.aio.AioRpcError as error:
             errors[error.code().name] += 1
-    values = np.asarray(latencies) * 1000
-    return {
-        "outstanding": outstanding,
-        "seconds": seconds,
-        "texts": len(latencies),
-        "throughput": len(latencies) / seconds,
-        "p50_ms": float(np.percentile(values, 50)) if len(values) else None,
-        "p99_ms": float(np.percentile(values, 99)) if len(values) else None,
-        "errors": dict(errors),
-    }
+    return {"outstanding": outstanding, **latency_summary(latencies, seconds, errors)}
 
 
 def run_stream_load(
