@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
+
+from modelrepo.model_config import ALL_VERSIONS, NEWEST_ONLY, VersionPolicy
 
 # Callable without a token: probes and tooling (see auth_exempt_methods).
 EXEMPT_METHODS = (
@@ -14,6 +16,35 @@ EXEMPT_METHODS = (
     "/grpc.health.v1.Health/Watch",
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 )
+
+
+class BatchingConfig(BaseModel):
+    """One batcher's limits. The server's settings take these fields (and so their defaults
+    and checks) as they are; a model's ``config.json`` overrides them per model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch_size: int = Field(32, ge=1, description="texts per batch")
+    max_batch_tokens: int = Field(
+        8192, ge=1, description="padded tokens per batch (batch size x longest text)"
+    )
+    max_queue_delay_ms: float = Field(
+        2.0, ge=0, description="how long the oldest queued text may wait for a batch to fill"
+    )
+    max_concurrent_batches: int = Field(
+        1, ge=1, description="batches in inference at once per model"
+    )
+    max_queue_size: int | None = Field(
+        None,
+        ge=1,
+        description="items one batcher's queue holds, beyond which it refuses a call (None: "
+        "unbounded; the server bounds texts per model at admission instead)",
+    )
+
+
+BATCHING_FIELDS: dict[str, Any] = dict(BatchingConfig.model_fields)
+"""Its fields as declared, for the server settings of the same names (typed loosely: a
+field's declaration stands for its default)."""
 
 
 class Settings(BaseSettings):
@@ -90,23 +121,20 @@ class Settings(BaseSettings):
         20_000, ge=1, description="close a connection whose ping is not answered in this time"
     )
 
-    # Dynamic batching, per model.
-    max_batch_size: int = Field(32, ge=1, description="texts per batch")
-    max_batch_tokens: int = Field(
-        8192, ge=1, description="padded tokens per batch (batch size x longest text)"
-    )
-    max_queue_delay_ms: float = Field(
-        2.0, ge=0, description="how long the oldest queued text may wait for a batch to fill"
-    )
+    # Dynamic batching, per model (a model's config.json may override each; see BatchingConfig).
+    max_batch_size: int = BATCHING_FIELDS["max_batch_size"]
+    max_batch_tokens: int = BATCHING_FIELDS["max_batch_tokens"]
+    max_queue_delay_ms: float = BATCHING_FIELDS["max_queue_delay_ms"]
     max_queue_size: int = Field(
-        4096, ge=1, description="texts waiting per model; beyond it requests get RESOURCE_EXHAUSTED"
+        4096,
+        ge=1,
+        description="texts admitted per model at once, unless max-inflight-texts says otherwise; "
+        "beyond it requests get RESOURCE_EXHAUSTED",
     )
     max_texts_per_request: int = Field(
         1024, ge=1, description="texts in one request; more gets INVALID_ARGUMENT"
     )
-    max_concurrent_batches: int = Field(
-        1, ge=1, description="batches in inference at once per model"
-    )
+    max_concurrent_batches: int = BATCHING_FIELDS["max_concurrent_batches"]
     batching_cost_model: Literal["on", "off"] = Field(
         "on",
         description="choose batch shapes by the engine's cost, timed at warm-up on a grid of "
@@ -125,7 +153,7 @@ class Settings(BaseSettings):
         ge=1,
         description="texts admitted per model at once (tokenizing, queued, running, finishing); "
         "beyond it a request gets RESOURCE_EXHAUSTED on arrival, before any tokenizing "
-        "(default: max-queue-size, so an admitted request always fits the queue)",
+        "(default: max-queue-size)",
     )
     max_message_bytes: int = Field(
         64 * 2**20,
@@ -208,6 +236,27 @@ class Settings(BaseSettings):
         10.0, ge=0, description="on SIGTERM, how long in-flight requests may take to finish"
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+
+    def batching(self) -> BatchingConfig:
+        """The server's batching limits, which each model's ``config.json`` may override."""
+        return BatchingConfig(
+            max_batch_size=self.max_batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            max_queue_delay_ms=self.max_queue_delay_ms,
+            max_concurrent_batches=self.max_concurrent_batches,
+        )
+
+    @property
+    def inflight_limit(self) -> int:
+        """Texts admitted per model at once: max-inflight-texts, else max-queue-size."""
+        return self.max_inflight_texts or self.max_queue_size
+
+    @property
+    def default_version_policy(self) -> VersionPolicy:
+        """The versions of a model without a ``config.json`` policy: every version on disk
+        when the set is fixed at start (``none``: what a server with several versions mounted
+        has always served), the newest when polling (a new version replaces the old)."""
+        return NEWEST_ONLY if self.model_control == "poll" else ALL_VERSIONS
 
     @model_validator(mode="after")
     def _health_port_is_its_own(self) -> Settings:

@@ -28,10 +28,12 @@ _COMPACT_AFTER_DROPS = 1024
 
 @dataclass(eq=False, slots=True)
 class QueuedItem:
-    """Bookkeeping of one queued item: its token length, when it was queued, and its state."""
+    """Bookkeeping of one queued item: its token length, when it was queued, the deadline of
+    its call (``time.monotonic()``; None: none), and whether it still waits."""
 
     length: int
     enqueued_at: float
+    deadline: float | None = None
     waiting: bool = field(default=True, init=False)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from export.__main__ import main
-from modelrepo.model_config import read_model_config
-from service.batch_costs import BatchShaping
+from modelrepo.model_config import ModelConfigReader, read_model_config
 from service.batching import BatchingConfig
+from service.batching.limits import ModelBatching
 from tests.unit.modelrepo.test_repository import make_spec, publish
 
 
@@ -18,6 +18,11 @@ def models(tmp_path: Path) -> Path:
     root = tmp_path / "models"
     publish(root, make_spec("tiny", 1))
     return root
+
+
+def batching(models: Path, defaults: BatchingConfig) -> ModelBatching:
+    """The server's view of the models' batching, with the cost model on server-wide."""
+    return ModelBatching(ModelConfigReader(models), defaults, cost_model=True, budget_s=3.0)
 
 
 def configure(models: Path, *argv: str) -> int:
@@ -31,8 +36,8 @@ def test_limits_are_merged_and_applied_over_the_server_settings(models: Path) ->
     assert config is not None and config.batching is not None
     assert (config.batching.max_batch_size, config.batching.max_queue_delay_ms) == (8, 0.5)
     assert config.version_policy is not None and config.version_policy.latest == 2
-    shaping = BatchShaping(models_dir=models, cost_model=True)
-    limits = shaping.limits("tiny", BatchingConfig(max_batch_size=32, max_batch_tokens=999))
+    shaping = batching(models, BatchingConfig(max_batch_size=32, max_batch_tokens=999))
+    limits = shaping.limits("tiny")
     assert (limits.max_batch_size, limits.max_batch_tokens, limits.max_queue_delay_ms) == (
         8,
         999,
@@ -50,8 +55,8 @@ def test_reset_removes_the_file(models: Path) -> None:
     configure(models, "--max-batch-size", "4")
     assert configure(models, "--reset") == 0
     assert read_model_config(models / "tiny") is None
-    shaping = BatchShaping(models_dir=models, cost_model=True)
-    assert shaping.limits("tiny", BatchingConfig(max_batch_size=32)).max_batch_size == 32
+    shaping = batching(models, BatchingConfig(max_batch_size=32))
+    assert shaping.limits("tiny").max_batch_size == 32
     assert shaping.measures("tiny")
 
 
@@ -77,6 +82,6 @@ def test_an_unknown_model_is_refused(models: Path) -> None:
 
 def test_a_broken_config_leaves_the_server_settings(models: Path) -> None:
     (models / "tiny" / "config.json").write_text('{"batching": {"max_batch_sise": 3}}')
-    shaping = BatchShaping(models_dir=models, cost_model=True)
-    assert shaping.limits("tiny", BatchingConfig(max_batch_size=32)).max_batch_size == 32
+    shaping = batching(models, BatchingConfig(max_batch_size=32))
+    assert shaping.limits("tiny").max_batch_size == 32
     assert shaping.measures("tiny")

@@ -134,12 +134,13 @@ async def make() -> AsyncIterator[MakeBatcher]:
 
     async def build(table: CostTable, **config: Any) -> Built:
         engine, recorder = SimulatedEngine(table), Recorder()
-        settings: dict[str, Any] = {"cost_model": table, **config}
+        cost_table = config.pop("cost_model", table)
         batcher: Batcher = DynamicBatcher(
             "test-model",
             engine,
             lambda text: text.length,
-            BatchingConfig(**settings),
+            BatchingConfig(**config),
+            cost_table=cost_table,
             observer=recorder,
         )
         await batcher.start()
@@ -294,7 +295,8 @@ async def test_observers_without_the_cost_hook_keep_working() -> None:
         "test-model",
         engine,
         lambda text: text.length,
-        BatchingConfig(cost_model=FIXED),
+        BatchingConfig(),
+        cost_table=FIXED,
         observer=TeeObserver([plain, recorder]),
     )
     await batcher.start()

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from service.batching import CostTable
+from service.batching import BatchingConfig, CostTable
+from service.batching.policy import ArrivalRate, CostPolicy
 from service.batching.selection import LengthBucketQueue, QueuedItem, Selection
-from service.batching.shaping import ArrivalRate, CostShaper
 
 SIZES = (1, 2, 4, 8, 16, 32)
 LENGTHS = (8, 16, 32, 64, 128)
@@ -27,13 +27,17 @@ FIXED = affine_table(0.02, 1e-7)
 """Batching pays: a large fixed cost per batch."""
 
 
+def limits(max_batch_size: int) -> BatchingConfig:
+    return BatchingConfig(max_batch_size=max_batch_size, max_batch_tokens=8192)
+
+
 def selection_of(*lengths: int, full: bool = False) -> Selection[QueuedItem]:
     return Selection([QueuedItem(length, float(i)) for i, length in enumerate(lengths)], full)
 
 
-def busy_shaper(table: CostTable, max_batch_size: int = 32) -> CostShaper:
+def busy_shaper(table: CostTable, max_batch_size: int = 32) -> CostPolicy:
     """A shaper that has seen one item arrive every millisecond."""
-    shaper = CostShaper(table, max_batch_size, 8192)
+    shaper = CostPolicy(table, limits(max_batch_size))
     for step in range(20):
         shaper.note_arrival(1, step / 1000)
     return shaper
@@ -72,7 +76,7 @@ def test_fixed_cost_waits_while_arrivals_are_due() -> None:
 
 
 def test_fixed_cost_does_not_wait_when_nothing_else_is_arriving() -> None:
-    shaper = CostShaper(FIXED, 32, 8192)
+    shaper = CostPolicy(FIXED, limits(32))
     shaper.note_arrival(2, now=0.0)
 
     assert shaper.plan(selection_of(16, 16), now=0.0, wait_left_s=0.1).ready
