@@ -10,6 +10,7 @@ silently falls back to a default. Only pydantic and the standard library, like t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from modelrepo.repository import SpecError, problems_of
 
 CONFIG_FILE = "config.json"
+
+log = logging.getLogger(__name__)
 
 
 class _Frozen(BaseModel):
@@ -97,6 +100,11 @@ class ModelConfig(_Frozen):
     version_policy: VersionPolicy | None = None
     batching: BatchingLimits | None = None
 
+    def describe(self, default_policy: VersionPolicy) -> str:
+        policy = (self.version_policy or default_policy).describe()
+        batching = self.batching.describe() if self.batching is not None else "the server's"
+        return f"version policy {policy}; batching {batching}"
+
 
 def config_path(model_dir: Path) -> Path:
     return model_dir / CONFIG_FILE
@@ -130,3 +138,56 @@ def write_model_config(model_dir: Path, config: ModelConfig) -> Path:
     staging.write_text(config.model_dump_json(indent=2, exclude_defaults=True) + "\n")
     staging.replace(path)
     return path
+
+
+Signature = tuple[int, int] | None
+"""Size and modification time of a file, or None when there is none."""
+
+
+def _signature(path: Path) -> Signature:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+class ModelConfigReader:
+    """The one reader of a repository's ``config.json`` files for a running server.
+
+    A file is parsed again only when its size or modification time changes. A malformed file
+    is refused with one log line (until it changes again), and what the model had before it is
+    kept: the version policy in force, the batching limits. Thread-safe enough for its use: one
+    loading thread reads while the event loop may ask for limits of a version being added.
+    """
+
+    def __init__(self, root: Path | None, default_policy: VersionPolicy = NEWEST_ONLY) -> None:
+        self.root = root
+        self.default_policy = default_policy
+        """What ``describe`` names when a file has no policy (the server's default)."""
+        self._read: dict[str, tuple[Signature, ModelConfig]] = {}
+
+    def read(self, name: str) -> ModelConfig:
+        """The model's configuration (empty sections: the server's) as its file says now."""
+        if self.root is None:
+            return ModelConfig()
+        path = config_path(self.root / name)
+        signature = _signature(path)
+        known = self._read.get(name)
+        if known is not None and known[0] == signature:
+            return known[1]
+        previous = known[1] if known is not None else ModelConfig()
+        try:
+            config = read_model_config(self.root / name) or ModelConfig()
+        except SpecError as error:
+            log.error(
+                "refused %s; %s keeps %s", error, name, previous.describe(self.default_policy)
+            )
+            config = previous
+        else:
+            if known is not None and config != previous:
+                log.info(
+                    "%s: %s now says %s", name, CONFIG_FILE, config.describe(self.default_policy)
+                )
+        self._read[name] = (signature, config)
+        return config

@@ -1,4 +1,5 @@
-"""``config.json`` beside a model's versions: the version policy, read and written."""
+"""``config.json`` beside a model's versions: the version policy, read and written, and the
+server's one cached reader of it."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from modelrepo import ModelRepository, SpecError
+from modelrepo import ModelRepository, SpecError, model_config
 from modelrepo.model_config import (
     ALL_VERSIONS,
     CONFIG_FILE,
     NEWEST_ONLY,
+    BatchingLimits,
     ModelConfig,
+    ModelConfigReader,
     VersionPolicy,
     read_model_config,
     write_model_config,
@@ -82,3 +85,42 @@ def test_a_model_directory_without_versions_lists_no_model(tmp_path: Path) -> No
     assert repository.names() == []
     assert repository.versions("bert") == []
     assert repository.next_version("bert") == 1
+
+
+def test_the_reader_parses_a_file_again_only_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[Path] = []
+
+    def counting(model_dir: Path) -> ModelConfig | None:
+        parsed.append(model_dir)
+        return read_model_config(model_dir)
+
+    monkeypatch.setattr(model_config, "read_model_config", counting)
+    reader = ModelConfigReader(tmp_path)
+    assert reader.read("bert") == ModelConfig()  # no file: the server's defaults
+    pinned = ModelConfig(version_policy=VersionPolicy(specific=(1,)))
+    write_model_config(tmp_path / "bert", pinned)
+    assert reader.read("bert") == reader.read("bert") == pinned
+    assert len(parsed) == 2  # once without the file, once for the file, not again
+    wider = ModelConfig(version_policy=VersionPolicy(latest=2))
+    write_model_config(tmp_path / "bert", wider)
+    assert reader.read("bert") == wider and len(parsed) == 3
+
+
+def test_the_reader_refuses_a_bad_file_once_and_keeps_what_was_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader = ModelConfigReader(tmp_path, default_policy=NEWEST_ONLY)
+    pinned = ModelConfig(
+        version_policy=VersionPolicy(specific=(1,)), batching=BatchingLimits(max_batch_size=4)
+    )
+    write_model_config(tmp_path / "bert", pinned)
+    assert reader.read("bert") == pinned
+    (tmp_path / "bert" / CONFIG_FILE).write_text('{"version_policy": {"newest": 1}}')
+    assert [reader.read("bert") for _ in range(3)] == [pinned] * 3
+    refusals = [r.getMessage() for r in caplog.records if CONFIG_FILE in r.getMessage()]
+    assert len(refusals) == 1
+    assert "newest" in refusals[0] and "keeps version policy versions [1]" in refusals[0]
+    (tmp_path / "bert" / CONFIG_FILE).unlink()
+    assert reader.read("bert") == ModelConfig()  # removed: back to the server's defaults
