@@ -10,8 +10,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modelrepo import ModelSpec
-from modelrepo.repository import Architecture
 from service.errors import InvalidArgument
+
+MAX_TOP_K = 1000
+"""The most neighbours or fills per mask one request may ask for."""
+MAX_VERSION_DIGITS = 18
+"""Longer version strings are refused before ``int()`` (which also refuses "²")."""
 
 
 class Pooling(enum.Enum):
@@ -125,6 +129,32 @@ class Timing:
     total_s: float = 0.0
     postprocess_s: float = 0.0
 
+    def merged(self, later: Timing) -> Timing:
+        """This request's time with a later part's: the longest queue wait, the rest added."""
+        return Timing(
+            queue_s=max(self.queue_s, later.queue_s),
+            tokenization_s=self.tokenization_s + later.tokenization_s,
+            inference_s=self.inference_s + later.inference_s,
+            postprocess_s=self.postprocess_s + later.postprocess_s,
+        )
+
+
+def parse_version(version: str) -> int | None:
+    """A request's version: None when empty (the newest), else its number; INVALID_ARGUMENT
+    for anything but a few ASCII digits."""
+    if not version:
+        return None
+    if not (version.isascii() and version.isdigit()) or len(version) > MAX_VERSION_DIGITS:
+        raise InvalidArgument(f"version must be a number or empty (newest), got {version[:40]!r}")
+    return int(version)
+
+
+def checked_top_k(top_k: int, default: int) -> int:
+    """A request's ``top_k``: ``default`` when 0, INVALID_ARGUMENT above ``MAX_TOP_K``."""
+    if top_k > MAX_TOP_K:
+        raise InvalidArgument(f"top_k is {top_k}; at most {MAX_TOP_K} is allowed")
+    return top_k or default
+
 
 @dataclass
 class EmbedOutcome:
@@ -141,6 +171,13 @@ class FillMaskOutcome:
     model: str
     version: int
     timing: Timing = field(default_factory=Timing)
+
+
+@dataclass
+class TokenizeOutcome:
+    results: list[TokenizedText]
+    model: str
+    version: int
 
 
 @dataclass
@@ -163,29 +200,11 @@ class EmbedSupport:
     refused_layer_weights: str = ""  # why layer_weights is refused; empty when it is accepted
 
 
-EMBED_SUPPORT: Mapping[Architecture, EmbedSupport] = {
-    "bert": EmbedSupport(),
-    "elmo": EmbedSupport(
-        refused_poolings={
-            Pooling.CLS: "pooling CLS is not defined for {name}: ELMo has no sentence token, "
-            "its vectors are per word; use POOLING_MEAN (the default), POOLING_MAX or "
-            "POOLING_NONE"
-        }
-    ),
-    "word2vec": EmbedSupport(
-        refused_poolings={
-            Pooling.CLS: "{name} is a word2vec model: it has no [CLS] token, so POOLING_CLS "
-            "has no meaning; use POOLING_MEAN, POOLING_MAX or POOLING_NONE"
-        },
-        refused_layer_weights="{name} is a word2vec model with a single layer (0); leave "
-        "layer_weights empty",
-    ),
-}
-"""Per architecture, what its runtime cannot do: the one place these options are declared."""
-
-
-def resolve_embed_options(spec: ModelSpec, query: EmbedQuery) -> EmbedOptions:
-    """Check a request's options against the model and fill in its defaults.
+def resolve_embed_options(
+    spec: ModelSpec, query: EmbedQuery, support: EmbedSupport
+) -> EmbedOptions:
+    """Check a request's options against the model and what its architecture ``support``s
+    (declared with its runtime), and fill in its defaults.
 
     This is the only check of pooling, layers and layer weights: the runtimes trust the
     options they are given.
@@ -211,7 +230,6 @@ def resolve_embed_options(spec: ModelSpec, query: EmbedQuery) -> EmbedOptions:
             )
         if not all(math.isfinite(weight) for weight in layer_weights):
             raise InvalidArgument("layer_weights must be finite numbers")
-    support = EMBED_SUPPORT[spec.architecture]
     pooling = query.pooling or Pooling(spec.default_pooling)
     refusal = support.refused_poolings.get(pooling)
     if refusal is not None:

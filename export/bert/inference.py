@@ -15,7 +15,6 @@ import numpy as np
 
 from modelrepo import load_checked
 from service.runtime import EmbedOptions, Pooling
-from service.runtime.base import pool
 from service.runtime.bert import BertRuntime
 from service.runtime.session import CPU_FP32
 
@@ -48,21 +47,22 @@ class OnnxBert:
     def word_vectors(
         self, sentences: Sequence[Sequence[str]], positions: Sequence[int], layer: int | None = None
     ) -> np.ndarray:
-        """The vector of word ``positions[i]`` of sentence i: mean of its word pieces."""
+        """The vector of word ``positions[i]`` of sentence i: mean of its word pieces (summed
+        in float64), from the served per-token vectors of the layer."""
         layer = self.spec.num_layers if layer is None else layer
         texts = [" ".join(words) for words in sentences]
         items = self.runtime.prepare_embed(texts, EmbedOptions(Pooling.NONE, layers=(layer,)))
-        states = self.runtime.run_embed(items)
+        embedded = self.runtime.embed_batch(items)
         tokenized = self.runtime.tokenize(texts)
         vectors = []
-        for words, position, item, state, encoding in zip(
-            sentences, positions, items, states, tokenized, strict=True
+        for words, position, pooled, encoding in zip(
+            sentences, positions, embedded, tokenized, strict=True
         ):
-            tokens = self.runtime.finish_embed(item, state).vectors
             pieces = word_pieces(encoding.offsets, word_spans(words)[position])
             if not pieces:
                 raise ValueError(f"word {position} of {list(words)} has no word piece")
-            vectors.append(pool(tokens[pieces], Pooling.MEAN))
+            tokens = pooled.result.vectors[pieces]
+            vectors.append(np.mean(tokens, axis=0, dtype=np.float64).astype(np.float32))
         return np.stack(vectors)
 
     def mask_logits(self, sentences: Sequence[Sequence[str]]) -> np.ndarray:

@@ -106,8 +106,7 @@ def mean_pooled(runtime: BertRuntime, texts: Sequence[str]) -> np.ndarray:
     vectors = []
     for start in range(0, len(texts), BATCH):
         items = runtime.prepare_embed(texts[start : start + BATCH], options)
-        states = runtime.run_embed(items)
-        vectors += [runtime.finish_embed(i, s).vectors for i, s in zip(items, states, strict=True)]
+        vectors += [pooled.result.vectors for pooled in runtime.embed_batch(items)]
     return np.stack(vectors)
 
 

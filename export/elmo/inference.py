@@ -41,12 +41,13 @@ class OnnxElmo:
         every = tuple(range(self.spec.num_layers + 1))
         texts = [" ".join(words) for words in sentences]
         items = self.runtime.prepare_embed(texts, EmbedOptions(Pooling.NONE, layers=every))
-        states = self.runtime.run_embed(items)
+        encoded = self.runtime.encode_batch(items)  # the graph step of the served embed_batch
         width = max(len(item.tokens) for item in items)
         layers = np.zeros((len(every), len(items), width, self.spec.hidden_size), np.float32)
         mask = np.zeros((len(items), width), dtype=bool)
-        for row, (item, per_layer) in enumerate(zip(items, states, strict=True)):
-            layers[:, row, : len(item.tokens)] = np.stack(per_layer)
+        for row, item in enumerate(items):
+            for layer in every:
+                layers[layer, row, : len(item.tokens)] = encoded[layer][row, : len(item.tokens)]
             mask[row, : len(item.tokens)] = True
         return layers, mask
 
@@ -74,10 +75,10 @@ class OnnxElmo:
                 raise ValueError(f"position {position} is outside a {len(sentence)}-word sentence")
         texts = [" ".join(words) for words in sentences]
         items = self.runtime.prepare_embed(texts, EmbedOptions(Pooling.NONE, layers=tuple(chosen)))
-        states = self.runtime.run_embed(items)
+        embedded = self.runtime.embed_batch(items)
         return np.stack(
             [
-                self.runtime.finish_embed(item, state).vectors[position]
-                for item, state, position in zip(items, states, positions, strict=True)
+                pooled.result.vectors[position]
+                for pooled, position in zip(embedded, positions, strict=True)
             ]
         )

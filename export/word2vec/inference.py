@@ -1,6 +1,6 @@
 """Run an exported word2vec version as the server does, for evaluation of what is served.
 
-Vectors come from the served ``Word2VecRuntime``'s ``embed_now`` and neighbours from its
+Vectors come from the served ``Word2VecRuntime``'s ``embed_batch`` and neighbours from its
 ``most_similar``, so an evaluation figure is a figure of the server's answers. A version
 exported without its similarity graph has no served ``most_similar``: its neighbours are then
 scored in numpy over the served vectors, by the same rule (cosine, the word itself excluded,
@@ -40,7 +40,8 @@ class OnnxWord2Vec:
                 raise KeyError(word)
         if not words:
             return np.zeros((0, self.runtime.dim), dtype=np.float32)
-        results = self.runtime.embed_now(list(words), ONE_WORD_EACH)
+        items = self.runtime.prepare_embed(list(words), ONE_WORD_EACH)
+        results = [pooled.result for pooled in self.runtime.embed_batch(items)]
         for word, result in zip(words, results, strict=True):
             if result.tokens != (word,):
                 raise ValueError(f"{word!r} is not one word to the server: {result.tokens}")

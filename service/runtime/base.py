@@ -1,12 +1,13 @@
-"""The runtime protocol every architecture implements, and the pieces they share.
+"""The runtime protocol every architecture implements, and the pooling they share.
 
-A runtime owns a model version's ONNX sessions. Work that can be batched is split into three
-steps, so that tokenization and per-text post-processing never hold up inference of the next
-batch: ``prepare`` (tokenize and check, any thread), ``run`` (one padded batch, the model's
-inference thread) and ``finish`` (pool / pick top-k, any thread). Embeddings are served by
-``embed_batch`` instead of ``run`` + ``finish``: it pools and normalises the whole padded batch
-as a few array operations on the inference thread (``pool_batch``), which costs the next batch
-less than finishing text by text cost the event loop (tens of µs a text).
+A runtime owns a model version's ONNX sessions. Its contract with the server is small:
+``prepare_*`` (tokenize and check, any thread) and one batched step per operation, run on the
+model's inference thread for batched runtimes or at once for static ones: ``embed_batch``
+(embeddings, mixed, pooled and normalised for the whole padded batch as a few array operations
+by ``pool_batch``, the one implementation of pooling), ``run_fill_mask`` + ``finish_fill_mask``
+(a masked-LM head) and ``most_similar`` (static word vectors). Each architecture declares next
+to its runtime what it supports (``embed_support``) and whether it is batched; the runtimes are
+registered in one place (``service.runtime.registry``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, cast, runtime_checkable
+from typing import NamedTuple, Protocol, cast
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from modelrepo import ModelSpec
 from service.domain import (
     EmbeddingResult,
     EmbedOptions,
+    EmbedSupport,
     MaskFill,
     Neighbor,
     Pooling,
@@ -68,6 +70,11 @@ class Runtime(Protocol):
     device: str
     graph_roles: dict[str, str]
     """Per operation (``embed``, ``fill_mask``, ``most_similar``), the graph that computes it."""
+    embed_support: EmbedSupport
+    """What the architecture's embeddings refuse (declared with the runtime)."""
+    batched: bool
+    """Batches go through a queue on an inference thread of the model's own; False for static
+    lookups, which cost less than a queue and run at once."""
 
     @property
     def dim(self) -> int: ...
@@ -76,12 +83,8 @@ class Runtime(Protocol):
 
     def prepare_embed(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbedItem]: ...
 
-    def run_embed(self, items: Sequence[EmbedItem]) -> Sequence[LayerStates]: ...
-
-    def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult: ...
-
     def embed_batch(self, items: Sequence[EmbedItem]) -> list[PooledEmbedding]:
-        """``run_embed`` and ``finish_embed`` for a whole batch, pooled as one operation."""
+        """One padded batch through the graph, every item pooled as its options ask."""
         ...
 
     def warmup(self) -> None: ...
@@ -89,15 +92,8 @@ class Runtime(Protocol):
     def close(self) -> None: ...
 
 
-@runtime_checkable
-class DirectRuntime(Protocol):
-    """A static model (word2vec): lookups are cheap, so they run at once, never batched.
-
-    Besides ``Runtime``'s attributes and ``tokenize``/``warmup``/``close``, it has these; its
-    ``prepare_embed``/``run_embed``/``finish_embed`` are not used.
-    """
-
-    def embed_now(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbeddingResult]: ...
+class SimilarityRuntime(Protocol):
+    """The extra step of a static model with a similarity graph (word2vec)."""
 
     def most_similar(
         self, positive: Sequence[str], negative: Sequence[str], top_k: int
@@ -112,6 +108,11 @@ class FillMaskRuntime(Protocol):
     def run_fill_mask(self, items: Sequence[FillMaskItem]) -> Sequence[np.ndarray]: ...
 
     def finish_fill_mask(self, item: FillMaskItem, logits: np.ndarray) -> list[list[MaskFill]]: ...
+
+
+def item_length(item: EmbedItem | FillMaskItem) -> int:
+    """An item's token length, as the batcher pads it."""
+    return len(item.ids)
 
 
 def layers_to_fetch(options: EmbedOptions, num_layers: int) -> tuple[int, ...]:
@@ -140,30 +141,15 @@ def mix_layers(states: LayerStates, options: EmbedOptions, gamma: float = 1.0) -
     return np.asarray(np.mean(np.stack(states), axis=0, dtype=np.float32))
 
 
-def pool(tokens: np.ndarray, pooling: Pooling) -> np.ndarray:
-    """(tokens, dim) → (dim,) or the tokens themselves for ``Pooling.NONE``."""
-    if pooling is Pooling.CLS:
-        return np.asarray(tokens[0])
-    if pooling is Pooling.MEAN:  # ``mean(dtype=float64)`` bit for bit, without its wrapper
-        return np.asarray(np.add.reduce(tokens, axis=0, dtype=np.float64) / len(tokens), np.float32)
-    if pooling is Pooling.MAX:
-        return np.asarray(tokens.max(axis=0))
-    return tokens
-
-
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Unit length along the last axis; a zero vector stays zero."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return np.asarray(np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0))
 
 
-def pooled_result(item: EmbedItem, tokens: np.ndarray) -> EmbeddingResult:
-    """A text's (tokens, dim) vectors pooled and normalised as its options ask."""
-    vectors = pool(tokens, item.options.pooling)
-    if item.options.normalize:
-        vectors = l2_normalize(vectors)
+def _result(item: EmbedItem, vectors: np.ndarray) -> EmbeddingResult:
     return EmbeddingResult(
-        vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        vectors=vectors,
         tokens=item.tokens,
         truncated=item.truncated,
         unknown_tokens=item.unknown_tokens,
@@ -171,10 +157,16 @@ def pooled_result(item: EmbedItem, tokens: np.ndarray) -> EmbeddingResult:
 
 
 def _masked_pool(mixed: np.ndarray, lengths: np.ndarray, pooling: Pooling) -> np.ndarray:
-    """(texts, padded tokens, dim) → (texts, dim), each text over its first ``lengths`` tokens:
-    what ``pool`` computes text by text (MEAN summed in float64, as ``pool`` does)."""
+    """(texts, padded tokens, dim) → (texts, dim), each text over its first ``lengths`` tokens
+    (MEAN summed in float64). Without padding (one text, or texts of one length) no mask is
+    built: the common case of one short request costs a plain reduction."""
     if pooling is Pooling.CLS:
         return np.ascontiguousarray(mixed[:, 0])
+    if bool((lengths == mixed.shape[1]).all()):
+        if pooling is Pooling.MAX:
+            return np.asarray(mixed.max(axis=1), np.float32)
+        sums = np.add.reduce(mixed, axis=1, dtype=np.float64)
+        return np.asarray(sums / lengths[:, None], dtype=np.float32)
     real = np.arange(mixed.shape[1])[None, :] < lengths[:, None]
     if pooling is Pooling.MAX:
         return np.asarray(np.where(real[..., None], mixed, -np.inf).max(axis=1), np.float32)
@@ -202,10 +194,13 @@ def pool_batch(
         groups.setdefault(item.options, []).append(row)
     for options, rows in groups.items():
         fetched = layers_to_fetch(options, num_layers)
-        if options.pooling is Pooling.NONE:
+        if options.pooling is Pooling.NONE:  # each text keeps its tokens
             for row in rows:
                 states = tuple(layers[layer][row, : lengths[row]] for layer in fetched)
-                finished[row] = pooled_result(items[row], mix_layers(states, options, gamma))
+                tokens = mix_layers(states, options, gamma)
+                if options.normalize:
+                    tokens = l2_normalize(tokens)
+                finished[row] = _result(items[row], np.ascontiguousarray(tokens, np.float32))
             continue
         index = np.asarray(rows)
         whole = len(rows) == len(items)  # the usual case: no copy of the batch's outputs
@@ -215,23 +210,17 @@ def pool_batch(
         if options.normalize:
             vectors = l2_normalize(vectors)
         for position, row in enumerate(rows):
-            item = items[row]
-            finished[row] = EmbeddingResult(
-                vectors=vectors[position],
-                tokens=item.tokens,
-                truncated=item.truncated,
-                unknown_tokens=item.unknown_tokens,
-            )
+            finished[row] = _result(items[row], vectors[position])
     seconds = time.perf_counter() - started
     assert all(result is not None for result in finished), "every row is in one group"
     return [PooledEmbedding(cast(EmbeddingResult, result), seconds) for result in finished]
 
 
 def warm_up_embeddings(runtime: Runtime) -> None:
-    """Embed a short and a longer text twice, so the first request is not the slow one."""
+    """Embed a short and a longer text, two at a time and one, so the first request is not
+    the slow one."""
     options = EmbedOptions(Pooling.MEAN, layers=runtime.spec.default_layers, truncate=True)
     for words in (4, 32):
         items = runtime.prepare_embed([" ".join(["warm"] * words)] * 2, options)
-        runtime.embed_batch(items)  # the path requests take
-        for item, states in zip(items, runtime.run_embed(items), strict=True):
-            runtime.finish_embed(item, states)
+        runtime.embed_batch(items)
+        runtime.embed_batch(items[:1])

@@ -9,17 +9,14 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from modelrepo import ModelSpec
-from service.domain import EmbeddingResult, EmbedOptions, MaskFill, TokenizedText
+from service.domain import EmbedOptions, EmbedSupport, MaskFill, TokenizedText
 from service.errors import InvalidArgument
 from service.runtime.base import (
     EmbedItem,
     FillMaskItem,
-    LayerStates,
     PooledEmbedding,
     layers_to_fetch,
-    mix_layers,
     pool_batch,
-    pooled_result,
     warm_up_embeddings,
 )
 from service.runtime.session import GraphSession, SessionOptions
@@ -28,6 +25,9 @@ from service.runtime.words import require_words
 
 class BertRuntime:
     """A BERT model version: embeddings from any layer, and fill-mask if it has an MLM head."""
+
+    embed_support = EmbedSupport()  # every pooling, layer choice and layer mix
+    batched = True
 
     def __init__(self, directory: Path, spec: ModelSpec, options: SessionOptions) -> None:
         self.spec = spec
@@ -100,8 +100,9 @@ class BertRuntime:
             mask[index, : len(row)] = 1
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
-    def _encode_batch(self, items: Sequence[EmbedItem]) -> dict[int, np.ndarray]:
-        """One padded batch through the encoder, fetching only the layers some item needs."""
+    def encode_batch(self, items: Sequence[EmbedItem]) -> dict[int, np.ndarray]:
+        """One padded batch through the encoder, fetching only the layers some item needs:
+        layer → (texts, padded tokens, dim)."""
         top = self.spec.num_layers
         needed = sorted({layer for i in items for layer in layers_to_fetch(i.options, top)})
         outputs = self.encoder.run(
@@ -109,23 +110,9 @@ class BertRuntime:
         )
         return dict(zip(needed, outputs, strict=True))
 
-    def run_embed(self, items: Sequence[EmbedItem]) -> list[LayerStates]:
-        by_layer = self._encode_batch(items)
-        top = self.spec.num_layers
-        return [
-            tuple(
-                by_layer[layer][row, : len(item.ids)]
-                for layer in layers_to_fetch(item.options, top)
-            )
-            for row, item in enumerate(items)
-        ]
-
     def embed_batch(self, items: Sequence[EmbedItem]) -> list[PooledEmbedding]:
         lengths = np.fromiter((len(item.ids) for item in items), np.int64, len(items))
-        return pool_batch(items, self._encode_batch(items), lengths, self.spec.num_layers)
-
-    def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:
-        return pooled_result(item, mix_layers(states, item.options))
+        return pool_batch(items, self.encode_batch(items), lengths, self.spec.num_layers)
 
     # -- fill-mask ------------------------------------------------------------------------
     def prepare_fill_mask(self, texts: Sequence[str], top_k: int) -> list[FillMaskItem]:

@@ -17,8 +17,9 @@ layers; ``layer_weights`` is ELMo's scalar mix ``γ · Σ softmax(w)_j · layer_
 (γ from the spec, 1 for imported biLMs). The default is every layer with equal weight, i.e. the
 scalar mix with w = 0 and γ = 1, which is the mean of the layers.
 
-Pooling: MEAN (default), MAX or NONE (one vector per word). CLS is refused (by
-``service.domain.resolve_embed_options``): ELMo has no sentence token. ``max_sequence_length``
+Pooling: MEAN (default), MAX or NONE (one vector per word). CLS is refused (declared here in
+``EMBED_SUPPORT``, checked by ``service.domain.resolve_embed_options``): ELMo has no sentence
+token. ``max_sequence_length``
 counts <S> and </S>, so a text may have that many words minus two; longer texts are refused,
 or cut to the limit with ``truncate``.
 """
@@ -32,24 +33,21 @@ import numpy as np
 
 from modelrepo import ModelSpec, SpecError
 from modelrepo.elmo_characters import char_ids, tokenize
-from service.domain import EmbeddingResult, EmbedOptions, TokenizedText
+from service.domain import EmbedOptions, EmbedSupport, Pooling, TokenizedText
 from service.errors import InvalidArgument
-from service.runtime.base import (
-    EmbedItem,
-    LayerStates,
-    PooledEmbedding,
-    layers_to_fetch,
-    mix_layers,
-    pool_batch,
-    pooled_result,
-    warm_up_embeddings,
-)
+from service.runtime.base import EmbedItem, PooledEmbedding, pool_batch, warm_up_embeddings
 from service.runtime.session import GraphSession, SessionOptions
 from service.runtime.words import require_words, whitespace_offsets
 
 GRAPH = "bilm"
 MARKERS = 2  # the <S> and </S> positions around every text
 TOKENIZATION = "whitespace"  # spec.extra["tokenization"]: str.split(), see the module docstring
+EMBED_SUPPORT = EmbedSupport(
+    refused_poolings={
+        Pooling.CLS: "pooling CLS is not defined for {name}: ELMo has no sentence token, "
+        "its vectors are per word; use POOLING_MEAN (the default), POOLING_MAX or POOLING_NONE"
+    }
+)
 
 
 def _fixed(spec: ModelSpec, name: str, axis: int) -> int:
@@ -65,6 +63,9 @@ def _fixed(spec: ModelSpec, name: str, axis: int) -> int:
 
 class ElmoRuntime:
     """An ELMo biLM version: contextual word vectors from any layer or a scalar mix of them."""
+
+    embed_support = EMBED_SUPPORT
+    batched = True
 
     def __init__(self, directory: Path, spec: ModelSpec, options: SessionOptions) -> None:
         self.spec = spec
@@ -148,26 +149,16 @@ class ElmoRuntime:
             "initial_h": np.zeros((self.states, batch, self.hidden_dim), dtype=np.float32),
         }
 
+    def encode_batch(self, items: Sequence[EmbedItem]) -> dict[int, np.ndarray]:
+        """One padded batch through the biLM: every layer → (texts, padded words, dim), each
+        text's words from the position after its sentence-start marker."""
+        (layers,) = self.bilm.run(["layers"], self._inputs(items))
+        return {layer: layers[layer, :, 1:] for layer in range(len(layers))}
+
     def embed_batch(self, items: Sequence[EmbedItem]) -> list[PooledEmbedding]:
-        (layers,) = self.bilm.run(["layers"], self._inputs(items))
-        words = layers[:, :, 1:]  # each text's words follow its sentence-start marker
         lengths = np.fromiter((len(item.tokens) for item in items), np.int64, len(items))
-        by_layer = {layer: words[layer] for layer in range(len(layers))}
+        by_layer = self.encode_batch(items)
         return pool_batch(items, by_layer, lengths, self.spec.num_layers, self.gamma)
-
-    def run_embed(self, items: Sequence[EmbedItem]) -> list[LayerStates]:
-        """One padded batch through the biLM; per item, the layers it needs at its words only."""
-        (layers,) = self.bilm.run(["layers"], self._inputs(items))
-        return [
-            tuple(
-                layers[layer, row, 1 : len(item.tokens) + 1]
-                for layer in layers_to_fetch(item.options, self.spec.num_layers)
-            )
-            for row, item in enumerate(items)
-        ]
-
-    def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:
-        return pooled_result(item, mix_layers(states, item.options, self.gamma))
 
     # -- lifecycle ------------------------------------------------------------------------
     def warmup(self) -> None:

@@ -1,7 +1,7 @@
 """word2vec behind the runtime protocol: exact vector lookups and most-similar words.
 
-Static lookups are cheap, so this is a ``DirectRuntime``: the embedder calls ``embed_now`` and
-``most_similar`` at once on its worker pool, never through a batch queue.
+Static lookups are cheap, so this runtime is not ``batched``: the server runs its
+``prepare_embed`` + ``embed_batch`` and its ``most_similar`` at once, never through a queue.
 
 * Tokenization: a text is split at whitespace (``str.split()``); each word is looked up exactly
   as written, like gensim's ``KeyedVectors``: case and punctuation are part of the word
@@ -12,7 +12,8 @@ Static lookups are cheap, so this is a ``DirectRuntime``: the embedder calls ``e
   word fails either way: a zero vector is never mixed into a result.
 * Pooling: ``MEAN`` and ``MAX`` over the text's known words, ``NONE`` one vector per known
   word; ``CLS`` has no meaning here (no [CLS] token) and is refused, as is a mix of layers:
-  there is layer 0 only (both by ``service.domain.resolve_embed_options``).
+  there is layer 0 only (declared here in ``EMBED_SUPPORT``, checked by
+  ``service.domain.resolve_embed_options``).
 * ``most_similar``: gensim's semantics: each query word's vector is unit-normalised, they are
   averaged with weight +1 (positive) and -1 (negative), the mean is unit-normalised and scored
   against every unit-normalised word vector by the ``similarity`` graph; query words are
@@ -21,7 +22,6 @@ Static lookups are cheap, so this is a ``DirectRuntime``: the embedder calls ``e
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +30,23 @@ import numpy as np
 
 from modelrepo import ModelSpec, SpecError
 from modelrepo.vocabulary import VOCABULARY_FILE, read_vocabulary
-from service.domain import EmbeddingResult, EmbedOptions, Neighbor, TokenizedText
+from service.domain import EmbedOptions, EmbedSupport, Neighbor, Pooling, TokenizedText
 from service.errors import InvalidArgument
-from service.runtime.base import EmbedItem, LayerStates, PooledEmbedding, pooled_result
+from service.runtime.base import EmbedItem, PooledEmbedding, pool_batch
 from service.runtime.session import GraphSession, SessionOptions
 from service.runtime.words import require_words, whitespace_offsets
 
 UNKNOWN_ID = -1  # the id Tokenize reports for a word the vocabulary lacks
 NAMED_AT_MOST = 10  # unknown words named in an error message
+PAD_ID = 0  # any row: padded positions are never read
+EMBED_SUPPORT = EmbedSupport(
+    refused_poolings={
+        Pooling.CLS: "{name} is a word2vec model: it has no [CLS] token, so POOLING_CLS "
+        "has no meaning; use POOLING_MEAN, POOLING_MAX or POOLING_NONE"
+    },
+    refused_layer_weights="{name} is a word2vec model with a single layer (0); leave "
+    "layer_weights empty",
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,9 @@ def _quoted(words: Sequence[str]) -> str:
 
 class Word2VecRuntime:
     """A word2vec model version: lookups by word, pooled or not, and nearest words."""
+
+    embed_support = EMBED_SUPPORT
+    batched = False
 
     def __init__(self, directory: Path, spec: ModelSpec, options: SessionOptions) -> None:
         self.spec = spec
@@ -174,32 +186,17 @@ class Word2VecRuntime:
         (found,) = self.lookup.run(["vectors"], {"input_ids": ids.reshape(1, -1)})
         return np.asarray(found[0])
 
-    def run_embed(self, items: Sequence[EmbedItem]) -> list[LayerStates]:
-        """Every item's words in one lookup, split back per item."""
-        if len(items) == 1:  # one text per request is the common case: nothing to split
-            return [(self._vectors(items[0].ids),)]
-        vectors = self._vectors(np.concatenate([item.ids for item in items]))
-        bounds = np.cumsum([len(item.ids) for item in items])[:-1]
-        return [(part,) for part in np.split(vectors, bounds)]
-
-    def finish_embed(self, item: EmbedItem, states: LayerStates) -> EmbeddingResult:
-        return pooled_result(item, states[0])
-
     def embed_batch(self, items: Sequence[EmbedItem]) -> list[PooledEmbedding]:
-        """The batched form, for callers that batch every architecture alike (the server
-        serves word2vec with ``embed_now``: a lookup gains nothing from a queue)."""
-        states = self.run_embed(items)
-        started = time.perf_counter()
-        results = [
-            self.finish_embed(item, state) for item, state in zip(items, states, strict=True)
-        ]
-        seconds = time.perf_counter() - started
-        return [PooledEmbedding(result, seconds) for result in results]
-
-    def embed_now(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbeddingResult]:
-        items = self.prepare_embed(texts, options)
-        states = self.run_embed(items)
-        return [self.finish_embed(item, state) for item, state in zip(items, states, strict=True)]
+        """Every item's words in one lookup of the padded batch, pooled as each item asks."""
+        lengths = np.fromiter((len(item.ids) for item in items), np.int64, len(items))
+        if len(items) == 1:  # one text per request is the common case: nothing to pad
+            ids = items[0].ids.reshape(1, -1)
+        else:
+            ids = np.full((len(items), int(lengths.max())), PAD_ID, dtype=np.int64)
+            for row, item in enumerate(items):
+                ids[row, : len(item.ids)] = item.ids
+        (vectors,) = self.lookup.run(["vectors"], {"input_ids": ids})
+        return pool_batch(items, {0: vectors}, lengths, self.spec.num_layers)
 
     # -- most similar ---------------------------------------------------------------------
     def _query(

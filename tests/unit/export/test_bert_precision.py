@@ -67,10 +67,7 @@ def served(directory: Path) -> BertRuntime:
 def mean_pooled(runtime: BertRuntime, texts: list[str]) -> np.ndarray:
     options = EmbedOptions(Pooling.MEAN, layers=(runtime.spec.num_layers,), truncate=True)
     items = runtime.prepare_embed(texts, options)
-    states = runtime.run_embed(items)
-    return np.stack(
-        [runtime.finish_embed(i, s).vectors for i, s in zip(items, states, strict=True)]
-    )
+    return np.stack([pooled.result.vectors for pooled in runtime.embed_batch(items)])
 
 
 @pytest.mark.parametrize(("precision", "texts"), [("int8", 200), ("fp16", 48)])
@@ -212,7 +209,10 @@ def test_precision_check_cannot_pass_below_its_threshold() -> None:
 @pytest.mark.parametrize("precision", ["fp32", "int8", "fp16"])
 def test_model_info_reports_the_precision(exports: dict[str, Path], precision: str) -> None:
     """What GetModel and ListModels answer for each version."""
+    from service.registry.registry import ModelView
+    from service.registry.states import ModelState
     from service.transport.codec import model_info
 
     runtime = served(exports[precision])
-    assert model_info(runtime, [runtime.spec.version], ready=True).precision == precision
+    view = ModelView(runtime.spec.name, (runtime.spec.version,), ModelState.READY, "", runtime)
+    assert model_info(view).precision == precision

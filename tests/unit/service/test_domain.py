@@ -8,8 +8,10 @@ import pytest
 
 from modelrepo import GraphSpec, ModelSpec, TensorSpec
 from modelrepo.repository import Architecture
-from service.domain import EMBED_SUPPORT, EmbedOptions, EmbedQuery, Pooling, resolve_embed_options
+from service.domain import EmbedOptions, EmbedQuery, Pooling
+from service.domain import resolve_embed_options as resolve_with
 from service.errors import InvalidArgument
+from service.runtime.registry import RUNTIMES, embed_support
 
 IDS = TensorSpec(name="input_ids", dtype="int64", shape=("batch_size", "sequence_length"))
 OUT = TensorSpec(name="vectors", dtype="float32", shape=("batch_size", "sequence_length", 8))
@@ -39,12 +41,17 @@ def spec_of(
 BERT, ELMO, WORD2VEC = spec_of("bert", 2), spec_of("elmo", 2), spec_of("word2vec", 0)
 
 
+def resolve_embed_options(spec: ModelSpec, query: EmbedQuery) -> EmbedOptions:
+    """The options as resolved for the architecture's runtime, which declares its support."""
+    return resolve_with(spec, query, embed_support(spec.architecture))
+
+
 def query(**fields: object) -> EmbedQuery:
     return EmbedQuery(model="m", version="", texts=("a b",), **fields)  # type: ignore[arg-type]
 
 
 def test_every_architecture_declares_what_it_supports() -> None:
-    assert set(EMBED_SUPPORT) == set(get_args(Architecture))
+    assert set(RUNTIMES) == set(get_args(Architecture))
 
 
 def test_defaults_come_from_the_spec() -> None:

@@ -1,6 +1,7 @@
 """``embed_batch``: a whole padded batch pooled as one operation gives every text what pooling
-it alone gives (``run_embed`` + ``finish_embed``, the text-by-text path), for every pooling,
-layer choice and normalisation, with different options in one batch, for BERT and ELMo."""
+it alone gives (the text-by-text pooling of the same graph outputs, written out in numpy here),
+for every pooling, layer choice and normalisation, with different options in one batch, for
+BERT and ELMo."""
 
 from __future__ import annotations
 
@@ -53,8 +54,34 @@ def option_sets(top: int) -> list[EmbedOptions]:
 
 
 def one_by_one(runtime: Runtime, items: list[EmbedItem]) -> list[np.ndarray]:
-    states = runtime.run_embed(items)
-    return [runtime.finish_embed(i, s).vectors for i, s in zip(items, states, strict=True)]
+    """Each text pooled on its own from the batch's graph outputs (``encode_batch``, the step
+    ``embed_batch`` runs first): its tokens' layers mixed (mean, or the softmax scalar mix
+    times gamma), then its first token, float64 mean or max, then L2-normalised."""
+    encoded = runtime.encode_batch(items)  # type: ignore[attr-defined]
+    gamma = float(getattr(runtime, "gamma", 1.0))
+    pooled = []
+    for row, item in enumerate(items):
+        options, count = item.options, len(item.tokens)
+        if options.layer_weights:
+            weights = np.asarray(options.layer_weights, dtype=np.float64)
+            weights = np.exp(weights - weights.max())
+            weights /= weights.sum()
+            layers = np.stack([encoded[layer][row, :count] for layer in range(len(weights))])
+            mixed = gamma * np.tensordot(weights.astype(np.float32), layers, axes=1)
+        else:
+            layers = np.stack([encoded[layer][row, :count] for layer in options.layers])
+            mixed = layers[0] if len(layers) == 1 else np.mean(layers, axis=0, dtype=np.float32)
+        mixed = np.asarray(mixed, dtype=np.float32)
+        vectors = {
+            Pooling.CLS: mixed[0],
+            Pooling.MEAN: np.mean(mixed, axis=0, dtype=np.float64).astype(np.float32),
+            Pooling.MAX: mixed.max(axis=0),
+            Pooling.NONE: mixed,
+        }[options.pooling]
+        if options.normalize:
+            vectors = vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+        pooled.append(vectors)
+    return pooled
 
 
 @pytest.mark.parametrize("architecture", ["bert", "elmo"])

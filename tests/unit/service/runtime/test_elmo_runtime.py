@@ -51,7 +51,12 @@ def test_states_are_the_graph_at_the_words_with_zero_initial_state(
 ) -> None:
     """A padded batch gives each text what the graph gives it alone, <S> and </S> dropped."""
     texts = ["a b c d e f", "g", "h i"]
-    states = runtime.run_embed(runtime.prepare_embed(texts, options()))
+    items = runtime.prepare_embed(texts, options())
+    encoded = runtime.encode_batch(items)  # the graph step of embed_batch, per layer
+    states = [
+        tuple(encoded[layer][row, : len(item.tokens)] for layer in sorted(encoded))
+        for row, item in enumerate(items)
+    ]
     session = ort.InferenceSession(str(published / "bilm.onnx"), providers=["CPUExecutionProvider"])
     for text, item_states in zip(texts, states, strict=True):
         words = text.split()
@@ -82,7 +87,7 @@ def test_cls_is_refused(published: Path) -> None:
     """CLS is refused for ELMo where every option is checked, before the runtime is reached."""
     query = EmbedQuery(model="tiny", version="", texts=("a b",), pooling=Pooling.CLS)
     with pytest.raises(InvalidArgument, match="pooling CLS is not defined"):
-        resolve_embed_options(load_checked(published), query)
+        resolve_embed_options(load_checked(published), query, ElmoRuntime.embed_support)
 
 
 def test_empty_texts_are_refused(runtime: ElmoRuntime) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from export.word2vec.exporter import import_word2vec
 from modelrepo import SpecError, load_checked
-from service.domain import EmbedOptions, Pooling
+from service.domain import EmbeddingResult, EmbedOptions, Pooling
 from service.errors import InvalidArgument
 from service.runtime.session import SessionOptions
 from service.runtime.word2vec import Word2VecRuntime
@@ -73,13 +73,35 @@ def test_whitespace_split_matches_str_split(runtime: Word2VecRuntime) -> None:
     assert tokenized.ids == (0, 1, 2, 3, -1)
 
 
-def test_embed_now_pools_known_words(runtime: Word2VecRuntime) -> None:
+def embedded(
+    runtime: Word2VecRuntime, texts: list[str], options: EmbedOptions
+) -> list[EmbeddingResult]:
+    """What the server runs for a static model: ``prepare_embed``, then ``embed_batch``."""
+    return [pooled.result for pooled in runtime.embed_batch(runtime.prepare_embed(texts, options))]
+
+
+def test_embed_batch_pools_known_words(runtime: Word2VecRuntime) -> None:
     mean = EmbedOptions(Pooling.MEAN, layers=(0,), skip_unknown=True)
-    (result,) = runtime.embed_now(["a X d"], mean)
+    (result,) = embedded(runtime, ["a X d"], mean)
     assert result.tokens == ("a", "d") and result.unknown_tokens == ("X",)
     assert np.array_equal(result.vectors, np.array([0.5, 0, 1], dtype=np.float32))
-    (none,) = runtime.embed_now(["d a"], EmbedOptions(Pooling.NONE, layers=(0,)))
+    (none,) = embedded(runtime, ["d a"], EmbedOptions(Pooling.NONE, layers=(0,)))
     assert np.array_equal(none.vectors, np.array([[0, 0, 2], [1, 0, 0]], dtype=np.float32))
+
+
+@pytest.mark.parametrize("pooling", [Pooling.MEAN, Pooling.MAX, Pooling.NONE])
+def test_a_padded_batch_pools_each_text_as_alone(
+    runtime: Word2VecRuntime, pooling: Pooling
+) -> None:
+    """Texts of different lengths share one lookup, padded with row 0: the padding never
+    reaches a text's vectors."""
+    options = EmbedOptions(pooling, layers=(0,))
+    texts = ["d", "a b c d", "c a"]
+    together = embedded(runtime, texts, options)
+    for text, result in zip(texts, together, strict=True):
+        (alone,) = embedded(runtime, [text], options)
+        assert result.tokens == alone.tokens
+        np.testing.assert_allclose(result.vectors, alone.vectors, rtol=1e-6)
 
 
 def test_vocabulary_must_match_the_spec(exported: Path) -> None:
