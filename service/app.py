@@ -2,7 +2,8 @@
 on SIGTERM/SIGINT: NOT_SERVING → stop accepting → finish in-flight work → close sessions →
 send pending cache writes and close Redis.
 
-With ``model_control=poll`` the models come and go while serving (``service.model_control``):
+With ``model_control=poll`` the models come and go while serving
+(``service.registry.lifecycle``):
 the server listens even on an empty repository, and health is SERVING while at least one model
 is ready, each model's own health name while that model is."""
 
@@ -15,17 +16,19 @@ import signal
 import grpc
 from grpc_health.v1 import health_pb2
 
-from service.batch_costs import BatchShaping
-from service.batching import BatchingConfig, BatchObserver, TeeObserver
+from modelrepo.model_config import ModelConfigReader
+from service.admission import Admission, RequestLimits
+from service.batching import ObserverFactory
+from service.batching.limits import ModelBatching
+from service.batching.observers import combined
 from service.cache.factory import CacheConfig, create_cache
 from service.cache.texts import TextCache
 from service.config import Settings
-from service.embedder import Embedder, ObserverFactory, RequestLimits
+from service.embedder import Embedder
+from service.lane import Lane
 from service.metrics import Metrics
-from service.model_control import RepositoryPoller
-from service.model_states import ModelState
-from service.runtime.base import Runtime
-from service.runtime.loader import load_repository
+from service.registry.lifecycle import ModelLifecycle
+from service.registry.registry import ModelRegistry
 from service.runtime.session import SessionOptions
 from service.transport.health import DrainingHealthServicer, model_service_name
 from service.transport.server import SERVICE_NAME, create_health_server, create_server
@@ -42,16 +45,6 @@ DRAIN_QUIET_S = 0.2
 
 def loop_time() -> float:
     return asyncio.get_running_loop().time()
-
-
-def batching_config(settings: Settings) -> BatchingConfig:
-    return BatchingConfig(
-        max_batch_size=settings.max_batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_queue_delay_ms=settings.max_queue_delay_ms,
-        max_queue_size=settings.max_queue_size,
-        max_concurrent_batches=settings.max_concurrent_batches,
-    )
 
 
 def cache_config(settings: Settings) -> CacheConfig:
@@ -77,7 +70,7 @@ def session_options(settings: Settings) -> SessionOptions:
 
 
 class Application:
-    """One server process: its gRPC server, health, and (once warm) the embedder."""
+    """One server process: its gRPC server, health, and (once models load) the embedder."""
 
     def __init__(self, settings: Settings, observers: ObserverFactory | None = None) -> None:
         self.settings = settings
@@ -93,7 +86,7 @@ class Application:
             self.health_server, self.health_port = health_only
         self.embedder: Embedder | None = None
         self.cache: TextCache | None = None
-        self.poller: RepositoryPoller | None = None
+        self.lifecycle: ModelLifecycle | None = None
         self._model_health: set[str] = set()
         """Models whose health name has been set."""
         self._built = False
@@ -103,20 +96,6 @@ class Application:
     ) -> None:
         for service in HEALTH_SERVICES:
             await self.health.set(service, status)
-
-    def _observers(self) -> ObserverFactory | None:
-        """Each batcher's observer: the metrics' and the caller's (tests, the benchmark)."""
-        metrics, extra = self.metrics, self.observers
-        if metrics is None:
-            return extra
-        if extra is None:
-            return metrics.batcher
-
-        def both(name: str) -> BatchObserver | None:
-            found = [o for o in (metrics.batcher(name), extra(name)) if o is not None]
-            return found[0] if len(found) == 1 else TeeObserver(found)
-
-        return both
 
     async def start(self) -> None:
         """Listen at once (health says NOT_SERVING), then load, warm up and report SERVING."""
@@ -134,27 +113,6 @@ class Application:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
             log.info("metrics on http://%s:%d/metrics", self.settings.host, self.metrics_port)
 
-    def _embedder(self, runtimes: dict[str, dict[int, Runtime]]) -> Embedder:
-        self.cache = create_cache(cache_config(self.settings), self.metrics)
-        return Embedder(
-            runtimes,
-            batching_config(self.settings),
-            RequestLimits(
-                max_texts_per_request=self.settings.max_texts_per_request,
-                max_text_chars=self.settings.max_text_chars,
-                max_inflight_texts=self.settings.max_inflight_texts or self.settings.max_queue_size,
-            ),
-            self.settings.tokenizer_threads,
-            self._observers(),
-            self.cache,
-            self.metrics,
-            shaping=BatchShaping(
-                models_dir=self.settings.models_dir,
-                cost_model=self.settings.batching_cost_model == "on",
-                budget_s=self.settings.cost_model_budget_s,
-            ),
-        )
-
     async def _publish_health(self) -> None:
         """Health after a change of the served models: "" and the service name SERVING while
         any model is ready, each model's own name while it is. The servicer gets the embedder
@@ -163,11 +121,11 @@ class Application:
         if embedder is None:
             return
         self.servicer.embedder = embedder
-        ready = set(embedder.models)
+        ready = embedder.registry.ready_names()
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         await self._set_health(serving if ready else not_serving)
-        self._model_health |= embedder.states.known | ready
+        self._model_health |= embedder.known_models() | ready
         for name in sorted(self._model_health):
             status = serving if name in ready else not_serving
             await self.health.set(model_service_name(SERVICE_NAME, name), status)
@@ -176,85 +134,73 @@ class Application:
             self._built = True
 
     async def load(self) -> None:
-        """Load and check every model, warm it up, start batching, then report SERVING; with
-        model control by polling, the first read of the repository instead, then keep polling."""
+        """Load, check and warm up what the repository holds, then report SERVING; with
+        model control by polling, keep the served versions in line with it from then on."""
+        settings = self.settings
+        poll = settings.model_control == "poll"
         log.info(
             "listening on %s:%d; loading models from %s (model control: %s)",
-            self.settings.host,
+            settings.host,
             self.port,
-            self.settings.models_dir,
-            self.settings.model_control,
+            settings.models_dir,
+            settings.model_control,
         )
-        if self.settings.model_control == "poll":
-            await self._load_polled()
-            return
-        options = session_options(self.settings)
-        load_seconds: dict[tuple[str, int], float] = {}
-        runtimes = await asyncio.to_thread(
-            load_repository, self.settings.models_dir, self.settings.models, options, load_seconds
-        )
-        if not runtimes:
-            raise RuntimeError(
-                f"{self.settings.models_dir} holds no models; build the defaults with "
-                "`python -m export defaults` or import one with `python -m export bert --from-hf`"
+        self.cache = create_cache(cache_config(settings), self.metrics)
+        registry = ModelRegistry(self.metrics)
+        admission = Admission(
+            RequestLimits(
+                max_texts_per_request=settings.max_texts_per_request,
+                max_text_chars=settings.max_text_chars,
+                max_inflight_texts=settings.inflight_limit,
             )
-        embedder = self._embedder(runtimes)
-        self.embedder = embedder
-        warm_seconds = await asyncio.to_thread(embedder.warmup)
-        await embedder.start()
-        for served in embedder.served():
-            key = (served.spec.name, served.spec.version)
-            embedder.states.set(*key, ModelState.READY)
-            if self.metrics is not None:
-                seconds = load_seconds.get(key, 0.0) + warm_seconds.get(key, 0.0)
-                self.metrics.model_loaded(*key, seconds)
-        await self._publish_health()
-        names = ", ".join(
-            f"{s.spec.name}/{s.spec.version} ({s.runtime.device})" for s in embedder.served()
         )
-        log.info("serving %s on %s:%d", names, self.settings.host, self.port)
-        tiers = " + ".join(self.cache.tiers) if self.cache is not None else "off"
-        log.info("cache: %s", tiers)
-
-    async def _load_polled(self) -> None:
-        """An empty embedder, filled by the poller: once from what the repository holds now
-        (before this returns), then every ``repository_poll_s``."""
-        embedder = self._embedder({})
-        self.embedder = embedder
-        poller = RepositoryPoller(
-            self.settings.models_dir,
-            self.settings.models,
-            embedder,
-            session_options(self.settings),
-            self.settings.repository_poll_s,
+        self.embedder = Embedder(
+            registry, admission, Lane(self.cache, self.metrics, settings.tokenizer_threads)
+        )
+        configs = ModelConfigReader(settings.models_dir, settings.default_version_policy)
+        self.lifecycle = ModelLifecycle(
+            settings.models_dir,
+            settings.models,
+            registry,
+            ModelBatching(
+                configs,
+                settings.batching(),
+                cost_model=settings.batching_cost_model == "on",
+                budget_s=settings.cost_model_budget_s,
+            ),
+            session_options(settings),
+            settings.default_version_policy,
             self._publish_health,
+            combined(self.metrics.batcher if self.metrics is not None else None, self.observers),
             self.metrics,
-            grace_s=self.settings.grace_period_s,
+            interval_s=settings.repository_poll_s,
+            grace_s=settings.grace_period_s,
         )
-        self.poller = poller
-        await poller.reconcile_logged()
-        poller.start()
-        served = ", ".join(f"{s.spec.name}/{s.spec.version}" for s in embedder.served())
-        log.info(
-            "serving %s; polling %s every %.1f s",
-            served or "no model yet",
-            self.settings.models_dir,
-            self.settings.repository_poll_s,
-        )
+        await self.lifecycle.start(poll)
+        served = ", ".join(f"{s.label} ({s.runtime.device})" for s in registry.served())
+        if poll:
+            log.info(
+                "serving %s; polling %s every %.1f s",
+                served or "no model yet",
+                settings.models_dir,
+                settings.repository_poll_s,
+            )
+        else:
+            log.info("serving %s on %s:%d", served, settings.host, self.port)
         tiers = " + ".join(self.cache.tiers) if self.cache is not None else "off"
         log.info("cache: %s", tiers)
 
     async def _drain(self, until: float) -> None:
-        """New API calls get UNAVAILABLE from the servicer while those in the embedder finish,
-        and until callers have stopped sending for ``DRAIN_QUIET_S``. Waiting for quiet takes
-        at most half of what is left of the grace, so callers that keep retrying cannot leave
-        the calls gRPC still holds (MostSimilar, Tokenize, open streams) without a grace."""
+        """New API calls get UNAVAILABLE from the servicer while the admitted ones (every
+        method is admitted) finish, and until callers have stopped sending for
+        ``DRAIN_QUIET_S``. Waiting for quiet takes at most half of what is left of the grace,
+        so callers that keep retrying cannot leave open streams between messages without one."""
         servicer, embedder = self.servicer, self.embedder
         servicer.closing = True
         servicer.refused_at = started = loop_time()
         quiet_until = started + (until - started) / 2
         while loop_time() < until:
-            busy = embedder is not None and any(embedder.inflight.values())
+            busy = embedder is not None and embedder.busy
             noisy = loop_time() - servicer.refused_at < DRAIN_QUIET_S
             if not busy and not (noisy and loop_time() < quiet_until):
                 return
@@ -265,14 +211,14 @@ class Application:
         grace = self.settings.grace_period_s
         until = loop_time() + grace
         await self.health.enter_graceful_shutdown()
-        if self.poller is not None:  # nothing new loads or unloads from here on
-            await self.poller.halt()
+        if self.lifecycle is not None:  # nothing new loads or unloads from here on
+            await self.lifecycle.halt()
         await self._drain(until)
         await self.server.stop(max(0.0, until - loop_time()))
         if self.health_server is not None:  # answered NOT_SERVING while the API drained
             await self.health_server.stop(None)
-        if self.poller is not None:  # versions retired before the signal finish closing
-            await self.poller.finish(max(0.0, until - loop_time()))
+        if self.lifecycle is not None:  # versions retired before the signal finish closing
+            await self.lifecycle.finish(max(0.0, until - loop_time()))
         if self.embedder is not None:
             await self.embedder.stop(grace)
         if self.cache is not None:

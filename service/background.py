@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from service.app import Application
+from service.batching import ObserverFactory
 from service.config import Settings
-from service.embedder import ObserverFactory
 
 T = TypeVar("T")
 

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from service.domain import Timing
 
 if TYPE_CHECKING:
-    from service.batching import CostTable
+    from service.batching import BatcherKey, CostTable
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +208,9 @@ class Metrics:
         return child
 
     # -- batches ----------------------------------------------------------------------------
-    def batcher(self, name: str) -> BatcherMetrics:
-        """The observer of the batcher ``name`` ("bert/1 embed")."""
-        label, operation = name.rsplit(" ", 1)
-        return BatcherMetrics(self, label.rsplit("/", 1)[0], operation)
+    def batcher(self, key: BatcherKey) -> BatcherMetrics:
+        """The observer of one batcher (labelled by its model and operation)."""
+        return BatcherMetrics(self, key.model, key.operation)
 
     def cost_table(self, model: str, version: int, table: CostTable) -> None:
         """The seconds per batch measured at warm-up, one series per grid point."""

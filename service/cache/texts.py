@@ -91,15 +91,6 @@ class FlightAbandoned(Exception):
     """The request computing a text failed or went away; whoever waited computes it anew."""
 
 
-def _text_timing(total: Timing, part: Timing) -> Timing:
-    return Timing(
-        queue_s=max(total.queue_s, part.queue_s),
-        tokenization_s=total.tokenization_s + part.tokenization_s,
-        inference_s=total.inference_s + part.inference_s,
-        postprocess_s=total.postprocess_s + part.postprocess_s,
-    )
-
-
 class TextCache:
     """The tiers (either may be absent) and the in-flight texts; one per server."""
 
@@ -232,7 +223,7 @@ class TextCache:
                 retry.append(key)
         if retry:
             again = await self._compute(retry, first, codec, compute, results)
-            timing = _text_timing(timing, again)
+            timing = timing.merged(again)
         return [results[key] for key in keys], timing
 
     async def _lead(

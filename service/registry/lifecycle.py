@@ -1,16 +1,21 @@
-"""Model control by polling: keep the served versions in line with the repository, live.
+"""The one lifecycle of model versions: keep the served versions in line with the repository.
 
-Every ``repository_poll_s`` the poller reads the repository (off the event loop): the versions
-on disk, each model's version policy (``config.json``, default: the newest version) and the
-markers of models being built. A version the policy selects that is not served yet is checked
-against its spec and checksums, loaded and warmed up on a thread of its own, one version at a
-time, and only then added to the embedder. A version that fails is refused with one log line
-naming the file and the reason, once (until its files change), and is left out of the policy's
-choice, so the versions already served stay. A served version the policy no longer selects (or
-whose directory is gone) stops taking requests at once, finishes those it has, then closes.
+One pass (``reconcile``) reads the repository off the event loop: the versions on disk, each
+model's version policy (``config.json`` through the server's one reader; without one, the
+server's default) and the markers of models being built. A version the policy selects that is
+not served yet is checked against its spec and checksums, loaded and warmed up on a thread of its
+own, its cost table timed, one version at a time, and only then added to the registry. A served
+version the policy no longer selects (or whose directory is gone) stops taking requests at once,
+finishes those it has, then closes.
+
+With ``model_control=none`` there is one pass at start, and it fails fast: a version that fails
+its checks stops the start, as does a model named but missing or an empty repository. With
+``poll`` the pass repeats every ``repository_poll_s``, and a version that fails is refused with
+one log line naming the file and the reason, once (until its files change), and is left out of
+the policy's choice, so the versions already served stay.
 
 Exports publish a version by renaming a complete directory into place (``export.publish``), so
-a version directory that exists is whole: the poller never sees half a model.
+a version directory that exists is whole: a pass never sees half a model.
 """
 
 from __future__ import annotations
@@ -26,19 +31,22 @@ from typing import TypeVar
 
 from modelrepo import ModelRepository, SpecError
 from modelrepo.building import building
-from modelrepo.model_config import NEWEST_ONLY, VersionPolicy, config_path, read_model_config
-from service.embedder import Embedder, ServedModel
+from modelrepo.model_config import VersionPolicy
+from service.batching import ObserverFactory
+from service.batching.limits import ModelBatching
 from service.metrics import Metrics
-from service.model_states import ModelState
+from service.registry.registry import ModelRegistry
+from service.registry.served import ServedModel, measure_costs, serve
+from service.registry.states import ModelState
 from service.runtime.base import Runtime
 from service.runtime.loader import load_runtime
-from service.runtime.session import SessionOptions
+from service.runtime.session import SessionOptions, check_single_onnxruntime
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 OnChange = Callable[[], Awaitable[None]]
-# What identifies the files of a version directory or a config.json: changed files, new try.
+# What identifies the files of a version directory: changed files, new try.
 Signature = tuple[tuple[str, int, int], ...]
 
 
@@ -59,41 +67,50 @@ class _Refusal:
     reason: str
 
 
-class RepositoryPoller:
-    """Loads and unloads model versions while the server runs (``model_control=poll``)."""
+class ModelLifecycle:
+    """Loads and unloads model versions: once at start, or repeatedly while the server runs."""
 
     def __init__(
         self,
         root: Path,
         names: Sequence[str],
-        embedder: Embedder,
+        registry: ModelRegistry,
+        batching: ModelBatching,
         options: SessionOptions,
-        interval_s: float,
+        default_policy: VersionPolicy,
         on_change: OnChange,
+        observers: ObserverFactory | None = None,
         metrics: Metrics | None = None,
-        default_policy: VersionPolicy = NEWEST_ONLY,
+        interval_s: float = 5.0,
         grace_s: float = 10.0,
     ) -> None:
         self.root = root
         self.names = frozenset(names)
         """Serve only these models (empty: every model in the repository)."""
-        self.embedder = embedder
-        self.states = embedder.states
+        self.registry = registry
+        self.states = registry.states
+        self.batching = batching
         self.options = options
-        self.interval_s = interval_s
-        self.on_change = on_change
-        self.metrics = metrics
         self.default_policy = default_policy
+        self.on_change = on_change
+        self.observers = observers
+        self.metrics = metrics
+        self.interval_s = interval_s
         self.grace_s = grace_s
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="load-model")
         self._refused: dict[tuple[str, int], _Refusal] = {}
-        self._policies: dict[str, tuple[Signature, VersionPolicy]] = {}
         self._task: asyncio.Task[None] | None = None
         self._unloading: set[asyncio.Task[None]] = set()
 
-    # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> None:
-        """Poll every ``interval_s`` until ``halt``."""
+    # -- start and stop -------------------------------------------------------------------
+    async def start(self, poll: bool) -> None:
+        """The first pass, then (``poll``) one every ``interval_s`` until ``halt``. Without
+        polling the pass fails fast: its error stops the start."""
+        check_single_onnxruntime()
+        if not poll:
+            await self.reconcile(fail_fast=True)
+            return
+        await self.reconcile_logged()
         self._task = asyncio.create_task(self._poll(), name="repository-poller")
 
     async def _poll(self) -> None:
@@ -124,23 +141,26 @@ class RepositoryPoller:
         self._loader.shutdown(wait=False)
 
     # -- one pass ---------------------------------------------------------------------------
-    async def reconcile(self) -> None:
-        """Read the repository once; load what its policies add, then retire what they drop."""
-        plan = await self._off_loop(self._plan)
+    async def reconcile(self, fail_fast: bool = False) -> None:
+        """Read the repository once; load what its policies add, then retire what they drop.
+        ``fail_fast``: the first failure raises, and changes are announced once, at the end."""
+        plan = await self._off_loop(lambda: self._plan(fail_fast))
         self.states.set_building(plan.building)
         load = [
             (name, version)
             for name, versions in plan.wanted.items()
             for version in versions
-            if version not in self.embedder.models.get(name, {})
+            if version not in self.registry.versions(name)
         ]
         for name, version in load:
             self.states.set(name, version, ModelState.LOADING)
         self._forget_vanished(plan.on_disk, set(load))
-        await self.on_change()
-        for name, version in load:
-            await self._load(name, version)
+        if not fail_fast:
             await self.on_change()
+        for name, version in load:
+            await self._load(name, version, fail_fast)
+            if not fail_fast:
+                await self.on_change()
         self._retire_unwanted(plan)
         await self.on_change()
 
@@ -149,36 +169,52 @@ class RepositoryPoller:
         version it chooses is ready. The choice is made among ready versions, so one that was
         refused, or is not loaded yet, never displaces a served one, and a policy that chooses
         no ready version (all refused, or absent) leaves the served ones in place."""
-        for name in sorted(self.embedder.models):
-            served = self.embedder.models.get(name, {})
+        for name in sorted(self.registry.ready_names()):
+            served = self.registry.versions(name)
             on_disk = plan.on_disk.get(name, [])
             ready = [version for version in on_disk if version in served]
             chosen_ready = any(version in served for version in plan.wanted.get(name, []))
             keep = plan.policies.get(name, self.default_policy).select(ready)
-            for version in sorted(served):
+            for version in served:
                 if version not in on_disk or (chosen_ready and version not in keep):
                     self._retire(name, version)
 
-    def _plan(self) -> Plan:
+    def _plan(self, fail_fast: bool) -> Plan:
         """What the repository holds and what to serve of it (reads files: run off the loop).
 
         A root that goes away while models are served (a volume being remounted, a directory
-        being swapped) is an error to retry, not an empty repository: what is served stays."""
-        if not self.root.is_dir() and self.embedder.models:
+        being swapped) is an error to retry, not an empty repository: what is served stays.
+        Failing fast, a model named but missing and a repository with nothing to serve are
+        errors, and the builder's markers are not read (nothing would load them later)."""
+        if not self.root.is_dir() and self.registry.ready_names():
             raise FileNotFoundError(f"{self.root} is not a directory now; keeping what is served")
         repository = ModelRepository(self.root)
-        on_disk = {
-            name: repository.versions(name) for name in repository.names() if self._watched(name)
+        available = repository.names()
+        if fail_fast:
+            missing = sorted(self.names - set(available))
+            if missing:
+                raise SpecError(
+                    f"{self.root}: no model named {missing} (the repository has {available})"
+                )
+        on_disk = {name: repository.versions(name) for name in available if self._watched(name)}
+        policies = {
+            name: self.batching.configs.read(name).version_policy or self.default_policy
+            for name in on_disk
         }
-        policies = {name: self._policy(name) for name in on_disk}
         wanted = {
             name: policies[name].select(
                 [version for version in versions if not self._still_refused(name, version)]
             )
             for name, versions in on_disk.items()
         }
-        markers = {name: what for name, what in building(self.root).items() if self._watched(name)}
-        return Plan(on_disk, policies, wanted, markers)
+        if fail_fast and not any(wanted.values()):
+            raise RuntimeError(
+                f"{self.root} holds no models; build the defaults with "
+                "`python -m export defaults` or import one with `python -m export bert --from-hf`"
+            )
+        markers = {} if fail_fast else building(self.root)
+        watched = {name: what for name, what in markers.items() if self._watched(name)}
+        return Plan(on_disk, policies, wanted, watched)
 
     def _watched(self, name: str) -> bool:
         return not self.names or name in self.names
@@ -194,30 +230,6 @@ class RepositoryPoller:
                     self.states.forget(name, version)
                     self._refused.pop((name, version), None)
 
-    # -- policy ------------------------------------------------------------------------------
-    def _policy(self, name: str) -> VersionPolicy:
-        """The model's version policy; a malformed ``config.json`` is refused with one log line
-        (until it changes) and the policy in force before is kept."""
-        path = config_path(self.root / name)
-        signature = _signature([path])
-        cached = self._policies.get(name)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
-        previous = cached[1] if cached is not None else self.default_policy
-        try:
-            config = read_model_config(self.root / name)
-            policy = self.default_policy
-            if config is not None and config.version_policy is not None:
-                policy = config.version_policy
-        except SpecError as error:
-            log.error("refused %s; keeping the version policy: %s", error, previous.describe())
-            policy = previous
-        else:
-            if cached is not None and policy != previous:
-                log.info("%s: version policy now %s", name, policy.describe())
-        self._policies[name] = (signature, policy)
-        return policy
-
     def _still_refused(self, name: str, version: int) -> bool:
         refusal = self._refused.get((name, version))
         if refusal is None:
@@ -228,31 +240,30 @@ class RepositoryPoller:
         return False
 
     # -- loading and unloading -------------------------------------------------------------
-    async def _load(self, name: str, version: int) -> None:
+    async def _load(self, name: str, version: int, fail_fast: bool) -> None:
+        """Check, load and warm up a version, time its costs, then serve it."""
         directory = self.root / name / str(version)
         started = time.perf_counter()
+        runtime: Runtime | None = None
+        served: ServedModel | None = None
         try:
             runtime = await self._off_loop(lambda: _load_and_warm(directory, self.options))
-        except Exception as error:  # noqa: BLE001 - any fault refuses this version alone
-            self._refuse(name, version, directory, error)
-            return
-        try:
-            table = await self._off_loop(lambda: self.embedder.cost_table_for(runtime))
-        except asyncio.CancelledError:  # shutdown: close it once its timing is done
-            self._loader.submit(runtime.close)
+            loaded = runtime
+            table = await self._off_loop(lambda: measure_costs(loaded, self.batching))
+            served = serve(runtime, self.batching, table, self.observers)
+            await self.registry.add(served)
+        except asyncio.CancelledError:  # shutdown: close it once its thread is done with it
+            if runtime is not None:
+                self._loader.submit(served.close if served is not None else runtime.close)
             raise
-        except Exception as error:  # noqa: BLE001 - timing failed: the engine did
-            await asyncio.to_thread(runtime.close)
+        except Exception as error:
+            if runtime is not None:  # the version is not served
+                await asyncio.to_thread(served.close if served is not None else runtime.close)
+            if fail_fast:
+                raise
             self._refuse(name, version, directory, error)
             return
         seconds = time.perf_counter() - started
-        try:
-            await self.embedder.add(runtime, table)
-        except Exception as error:  # noqa: BLE001 - as above; the runtime is not served
-            await asyncio.to_thread(runtime.close)
-            self._refuse(name, version, directory, error)
-            return
-        self.states.set(name, version, ModelState.READY)
         if self.metrics is not None:
             self.metrics.model_loaded(name, version, seconds)
         log.info(
@@ -271,11 +282,11 @@ class RepositoryPoller:
             named = f"{directory}: {reason}"
         self._refused[(name, version)] = _Refusal(_directory_signature(directory), named)
         self.states.set(name, version, ModelState.FAILED, named)
-        served = sorted(self.embedder.models.get(name, {}))
+        served = self.registry.versions(name)
         log.error("refused %s/%d (still serving %s): %s", name, version, served or "none", named)
 
     def _retire(self, name: str, version: int) -> None:
-        served = self.embedder.retire(name, version)
+        served = self.registry.retire(name, version)
         if served is None:
             return
         self.states.set(
@@ -289,7 +300,7 @@ class RepositoryPoller:
     async def _unload(self, served: ServedModel) -> None:
         name, version = served.spec.name, served.spec.version
         try:
-            await self.embedder.unload(served, self.grace_s)
+            await self.registry.unload(served, self.grace_s)
             log.info("unloaded %s/%d after %d requests", name, version, served.answered)
         except Exception:  # a failed close must not leave the version draining for ever
             log.exception("closing %s/%d failed; it serves no requests", name, version)
@@ -329,23 +340,18 @@ def _close_orphan(future: Future[T]) -> None:
         close()
 
 
-def _signature(paths: Sequence[Path], relative_to: Path | None = None) -> Signature:
-    """Name, size and modification time of each of ``paths`` that exists."""
-    found = []
-    for path in paths:
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        name = path.name if relative_to is None else path.relative_to(relative_to).as_posix()
-        found.append((name, stat.st_size, stat.st_mtime_ns))
-    return tuple(found)
-
-
 def _directory_signature(directory: Path) -> Signature:
-    """Every file of a version directory: a refused version is tried again once it changes."""
+    """Every file of a version directory (name, size, modification time): a refused version
+    is tried again once it changes."""
     try:
         files = sorted(path for path in directory.rglob("*") if path.is_file())
     except OSError:
         return ()
-    return _signature(files, relative_to=directory)
+    found = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        found.append((path.relative_to(directory).as_posix(), stat.st_size, stat.st_mtime_ns))
+    return tuple(found)

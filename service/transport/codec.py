@@ -17,11 +17,11 @@ from service.domain import (
     MostSimilarQuery,
     Pooling,
     Timing,
-    TokenizedText,
+    TokenizeOutcome,
 )
 from service.errors import InvalidArgument
-from service.model_states import ModelState
-from service.runtime.base import Runtime
+from service.registry.registry import ModelView
+from service.registry.states import ModelState
 
 _POOLING_FROM_PROTO = {
     pb.POOLING_UNSPECIFIED: None,
@@ -210,7 +210,7 @@ def most_similar_response(outcome: MostSimilarOutcome) -> pb.MostSimilarResponse
     )
 
 
-def tokenize_response(name: str, version: int, results: list[TokenizedText]) -> pb.TokenizeResponse:
+def tokenize_response(outcome: TokenizeOutcome) -> pb.TokenizeResponse:
     return pb.TokenizeResponse(
         results=[
             pb.TokenizedText(
@@ -218,10 +218,10 @@ def tokenize_response(name: str, version: int, results: list[TokenizedText]) -> 
                 ids=result.ids,
                 offsets=[bound for pair in result.offsets for bound in pair],
             )
-            for result in results
+            for result in outcome.results
         ],
-        model=name,
-        version=str(version),
+        model=outcome.model,
+        version=str(outcome.version),
     )
 
 
@@ -233,42 +233,35 @@ _MODEL_STATE_TO_PROTO = {
 }
 
 
-def unready_model_info(
-    name: str, versions: list[int], state: ModelState, reason: str
-) -> pb.ModelInfo:
-    """A model known but not ready (loading, built, draining or failed): its name and state."""
-    return pb.ModelInfo(
-        name=name,
-        versions=[str(version) for version in versions],
-        ready=False,
-        state=_MODEL_STATE_TO_PROTO[state],
-        state_reason=reason,
+def model_info(view: ModelView) -> pb.ModelInfo:
+    """A served version in full, or a model (or a version of it) that is not ready by its
+    state alone."""
+    info = pb.ModelInfo(
+        name=view.name,
+        versions=[str(version) for version in view.served_versions],
+        ready=view.runtime is not None,
+        state=_MODEL_STATE_TO_PROTO[view.state],
+        state_reason=view.reason,
     )
-
-
-def model_info(
-    runtime: Runtime,
-    versions: list[int],
-    ready: bool,
-    state: ModelState = ModelState.READY,
-    reason: str = "",
-) -> pb.ModelInfo:
+    if view.version is not None:
+        info.version = str(view.version)
+    runtime = view.runtime
+    if runtime is None:
+        return info
     spec = runtime.spec
-    return pb.ModelInfo(
-        name=spec.name,
-        version=str(spec.version),
-        architecture=spec.architecture,
-        dim=runtime.dim,
-        num_layers=spec.num_layers,
-        max_sequence_length=spec.max_sequence_length,
-        capabilities=list(spec.capabilities),
-        default_pooling=_POOLING_TO_PROTO[Pooling(spec.default_pooling)],
-        default_layers=list(spec.default_layers),
-        mask_token=spec.special_tokens.get("mask", ""),
-        versions=[str(version) for version in versions],
-        source_checksum=spec.source_checksum,
-        ready=ready,
-        state=_MODEL_STATE_TO_PROTO[state],
-        state_reason=reason,
-        precision=spec.precision,
+    info.MergeFrom(
+        pb.ModelInfo(
+            version=str(spec.version),
+            architecture=spec.architecture,
+            dim=runtime.dim,
+            num_layers=spec.num_layers,
+            max_sequence_length=spec.max_sequence_length,
+            capabilities=list(spec.capabilities),
+            default_pooling=_POOLING_TO_PROTO[Pooling(spec.default_pooling)],
+            default_layers=list(spec.default_layers),
+            mask_token=spec.special_tokens.get("mask", ""),
+            source_checksum=spec.source_checksum,
+            precision=spec.precision,
+        )
     )
+    return info

@@ -10,12 +10,11 @@ from typing import Any, TypeAlias
 
 from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
-from service.embedder import Embedder, ServedModel
+from service.embedder import Embedder
 from service.errors import Unavailable
-from service.model_states import ModelState
 from service.transport import codec
 from service.transport.status import streaming, unary
-from service.transport.streams import TextBudget, in_order
+from service.transport.streams import in_order
 
 # grpc ships no type information; the context is a grpc.aio.ServicerContext.
 Context: TypeAlias = Any
@@ -44,7 +43,7 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     def served_models(self) -> Collection[str]:
         """The names of the models known now: served, loading, being built or failed (none
         until the embedder is warm)."""
-        return () if self.embedder is None else self.embedder.states.known
+        return () if self.embedder is None else self.embedder.known_models()
 
     def _ready(self) -> Embedder:
         if self.closing:
@@ -70,9 +69,8 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     ) -> AsyncIterator[pb.EmbedResponse]:
         """Up to ``stream_concurrency`` messages at once, answered in order; the first error
         in order ends the stream with its status after the replies before it. Their texts
-        together stay within half of the model's in-flight limit (``TextBudget``), so a stream
-        is refused only when other callers fill the model, as a unary caller would be."""
-        budget = TextBudget(self._ready().limits.max_inflight_texts // 2)
+        together stay within the stream's budget (``Admission.stream_budget``)."""
+        budget = self._ready().stream_budget()
 
         async def embed(request: pb.EmbedRequest) -> pb.EmbedResponse:
             async with budget.hold(len(request.texts)):
@@ -98,10 +96,8 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
 
     @unary
     async def Tokenize(self, request: pb.TokenizeRequest, context: Context) -> pb.TokenizeResponse:
-        served, results = await self._ready().tokenize(
-            request.model, request.version, request.texts
-        )
-        return codec.tokenize_response(served.spec.name, served.spec.version, results)
+        outcome = await self._ready().tokenize(request.model, request.version, request.texts)
+        return codec.tokenize_response(outcome)
 
     @unary
     async def ListModels(
@@ -109,56 +105,11 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     ) -> pb.ListModelsResponse:
         """Every served version, and each model that is known but has none ready (loading,
         being built, draining or failed) with its state."""
-        embedder = self._ready()
-        listed = [self._info(embedder, served.spec.name, served) for served in embedder.served()]
-        listed += [
-            self._info(embedder, name, None)
-            for name in embedder.states.names()
-            if name not in embedder.models
-        ]
-        return pb.ListModelsResponse(models=[info for info in listed if info is not None])
+        views = self._ready().list_models()
+        return pb.ListModelsResponse(models=[codec.model_info(view) for view in views])
 
     @unary
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.ModelInfo:
         """The served version asked for (empty: the newest ready one); a model or version that
         is known but not served is described by its state instead of NOT_FOUND."""
-        embedder = self._ready()
-        name, version = request.model, request.version
-        unserved = self._unserved_info(embedder, name, version)
-        if unserved is not None:
-            return unserved
-        served = embedder.resolve(name, version)
-        info = self._info(embedder, name, served)
-        assert info is not None  # a served version is always described
-        return info
-
-    @staticmethod
-    def _info(embedder: Embedder, name: str, served: ServedModel | None) -> pb.ModelInfo | None:
-        """A served version as ``ModelInfo`` (its state the model's, e.g. ready with a newer
-        version refused), or a model with no ready version by its state alone."""
-        summary = embedder.states.summary(name)
-        served_versions = sorted(embedder.models.get(name, {}))
-        if served is not None:
-            reason = summary.reason if summary is not None else ""
-            return codec.model_info(served.runtime, served_versions, True, ModelState.READY, reason)
-        if summary is None:
-            return None
-        return codec.unready_model_info(name, served_versions, summary.state, summary.reason)
-
-    @staticmethod
-    def _unserved_info(embedder: Embedder, name: str, version: str) -> pb.ModelInfo | None:
-        """The state of a known model without a ready version, or of a version that is
-        loading, draining or failed; None when ``resolve`` decides."""
-        served = embedder.models.get(name)
-        if not version:
-            return None if served else EmbeddingServicer._info(embedder, name, None)
-        if not (version.isascii() and version.isdigit()) or len(version) > 18:
-            return None
-        number = int(version)
-        known = embedder.states.version(name, number)
-        if (served and number in served) or known is None:
-            return None
-        versions = sorted(served or {})
-        info = codec.unready_model_info(name, versions, known.state, known.reason)
-        info.version = str(number)
-        return info
+        return codec.model_info(self._ready().describe(request.model, request.version))

@@ -9,8 +9,7 @@ in the order the messages came.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from typing import TypeVar
 
 Message = TypeVar("Message")
@@ -65,27 +64,3 @@ async def in_order(
         while not started.empty():  # started, failed and never awaited: retrieve the error
             if (left := started.get_nowait()) is not None and left.done() and not left.cancelled():
                 left.exception()
-
-
-class TextBudget:
-    """The texts one stream may have in flight at once, so that its own messages never take
-    all of a model's admission limit and refuse each other: a message waits until the texts
-    of its stream's earlier ones leave room (or, larger than the budget itself, until it is
-    the only one)."""
-
-    def __init__(self, texts: int) -> None:
-        self.texts = max(1, texts)
-        self.held = 0
-        self._freed = asyncio.Condition()
-
-    @asynccontextmanager
-    async def hold(self, count: int) -> AsyncIterator[None]:
-        async with self._freed:
-            await self._freed.wait_for(lambda: self.held == 0 or self.held + count <= self.texts)
-            self.held += count
-        try:
-            yield
-        finally:
-            async with self._freed:
-                self.held -= count
-                self._freed.notify_all()

@@ -26,6 +26,7 @@ from export.bert.exporter import import_bert
 from modelrepo import ModelSpec
 from proto.embedding.v1 import embedding_pb2 as pb
 from service.background import BackgroundServer, background_server
+from service.batching import BatcherKey
 from service.client import AsyncEmbeddingClient, EmbeddingClient
 from tests.checkpoints import save_mlm_checkpoint
 from tests.integration.harness import settings_for
@@ -41,12 +42,12 @@ class TextCounter:
     def __init__(self) -> None:
         self.texts: Counter[str] = Counter()
 
-    def observer(self, name: str) -> Any:
+    def observer(self, key: BatcherKey) -> Any:
         counter = self
 
         class Observer:
             def on_batch(self, batch_size: int, *_: Any) -> None:
-                counter.texts[name.rsplit(maxsplit=1)[-1]] += batch_size
+                counter.texts[key.operation] += batch_size
 
             def on_dropped(self, reason: str, count: int) -> None:
                 pass

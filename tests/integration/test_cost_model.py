@@ -38,7 +38,7 @@ def test_cost_table_is_timed_at_warm_up_reported_and_used(
         served = embedder.resolve("tiny-mlm", "")
         table = served.cost_table
         assert table is not None and served.embed_batcher is not None
-        assert served.embed_batcher.config.cost_model is table
+        assert served.embed_batcher.cost_table is table
         assert table.batch_sizes[0] == 1 and table.lengths[0] >= 1
         measured = [
             (size, length)

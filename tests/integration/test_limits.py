@@ -20,16 +20,17 @@ import grpc
 import numpy as np
 import pytest
 
-import service.app
+import service.registry.lifecycle
 from modelrepo import SpecError, read_spec, sha256_of
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from service.background import BackgroundServer, background_server
-from service.batching import BatchObserver
+from service.batching import BatcherKey, BatchObserver
 from service.client import AsyncEmbeddingClient, EmbeddingClient, embed_request
 from service.domain import EmbedOptions
 from service.embedder import Embedder
 from service.runtime.base import EmbedItem, PooledEmbedding, Runtime
-from service.runtime.loader import load_repository
+from service.runtime.loader import load_runtime
+from service.runtime.session import SessionOptions
 from tests.integration.harness import ServerThread, settings_for
 
 MODEL = "tiny-mlm"
@@ -88,14 +89,14 @@ def instrumented(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[InstrumentedR
     """Every server started in the test serves tiny-mlm through an ``InstrumentedRuntime``."""
     wrapped: list[InstrumentedRuntime] = []
 
-    def load(*args: Any, **kwargs: Any) -> dict[str, dict[int, Runtime]]:
-        runtimes = load_repository(*args, **kwargs)
-        for version, runtime in runtimes[MODEL].items():
-            wrapped.append(InstrumentedRuntime(runtime))
-            runtimes[MODEL][version] = cast(Runtime, wrapped[-1])
-        return runtimes
+    def load(directory: Path, options: SessionOptions) -> Runtime:
+        runtime = load_runtime(directory, options)
+        if runtime.spec.name != MODEL:
+            return runtime
+        wrapped.append(InstrumentedRuntime(runtime))
+        return cast(Runtime, wrapped[-1])
 
-    monkeypatch.setattr(service.app, "load_repository", load)
+    monkeypatch.setattr(service.registry.lifecycle, "load_runtime", load)
     yield wrapped
 
 
@@ -193,8 +194,8 @@ def test_deadlines_and_cancellation_drop_queued_work(
 ) -> None:
     recorder = Recorder()
 
-    def observers(name: str) -> BatchObserver | None:
-        return recorder if name.startswith(f"{MODEL}/") and name.endswith(" embed") else None
+    def observers(key: BatcherKey) -> BatchObserver | None:
+        return recorder if (key.model, key.operation) == (MODEL, "embed") else None
 
     busy_texts = [f"busy text {index} river bank" for index in range(80)]
     settings = settings_for(imported["models"], max_batch_size=1, default_timeout_s=0.3)

@@ -81,12 +81,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "
 
 
 def served_versions(server: ServerThread, name: str = MODEL) -> list[int]:
-    return sorted(embedder_of(server).models.get(name, {}))
+    return embedder_of(server).registry.versions(name)
 
 
 def test_new_version_under_load(imported: dict[str, Path], repository: Path) -> None:
     with polled(repository) as server, EmbeddingClient(server.target, retries=0) as client:
-        first = embedder_of(server).models[MODEL][1]
+        first = embedder_of(server).resolve(MODEL, "1")
         answered: Counter[str] = Counter()
         failures: list[str] = []
         stop = threading.Event()
@@ -144,14 +144,14 @@ def state_of(client: EmbeddingClient, name: str, version: str = "") -> int | Non
 
 
 def _known(server: ServerThread, version: int) -> bool:
-    return embedder_of(server).states.version(MODEL, version) is not None
+    return embedder_of(server).registry.states.version(MODEL, version) is not None
 
 
 def test_retired_version_finishes_its_requests_first(
     imported: dict[str, Path], repository: Path
 ) -> None:
     with polled(repository) as server, EmbeddingClient(server.target, retries=0) as client:
-        first = embedder_of(server).models[MODEL][1]
+        first = embedder_of(server).resolve(MODEL, "1")
         assert first.inference_thread is not None
         # Hold version 1's inference thread, so the request sent to it stays in flight.
         release = threading.Event()

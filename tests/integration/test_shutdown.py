@@ -1,5 +1,6 @@
 """SIGTERM under load, to a real ``python -m service`` process: health goes NOT_SERVING at
-once, new calls get UNAVAILABLE, every accepted call is answered, and it exits 0 in time."""
+once, new calls get UNAVAILABLE, every accepted call (MostSimilar too) is answered, and it
+exits 0 in time."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from export.word2vec.exporter import import_word2vec
 from service.client import EmbeddingClient
 from tests.integration.server_process import ServerProcess
+from tests.word2vec_files import save_c_formats, train_tiny_vectors
 
 GRACE_S = 20.0
 WORKERS = 6
@@ -93,5 +96,76 @@ def test_sigterm_under_load_answers_every_call(imported: dict[str, Path], tmp_pa
         f"\nSIGTERM under load: {len(codes)} calls, {ok} OK, {unavailable} UNAVAILABLE; "
         f"NOT_SERVING after {not_serving_after * 1000:.0f} ms, exit 0 after {exited_s:.2f} s"
     )
+    log = (tmp_path / "server.log").read_text()
+    assert "shutting down" in log and "stopped" in log
+
+
+HOLD_S = 1.5
+HELD_DRIVER = '''"""Test-only: python -m service with word2vec's most_similar held in the model
+for a while (as a scan of a large vocabulary is), and a file touched when a query arrives."""
+import sys
+import time
+from pathlib import Path
+
+from service.__main__ import main
+from service.runtime.word2vec import Word2VecRuntime
+
+arrived = Path(sys.argv[1])
+original = Word2VecRuntime.most_similar
+
+
+def held(self, positive, negative, top_k):
+    arrived.touch()
+    time.sleep({hold_s})
+    return original(self, positive, negative, top_k)
+
+
+Word2VecRuntime.most_similar = held
+sys.exit(main(sys.argv[2:]))
+'''
+
+
+def test_sigterm_during_a_held_most_similar_answers_it_before_exit(tmp_path: Path) -> None:
+    """MostSimilar is admitted like Embed, so the drain on SIGTERM waits for it: a query held
+    in the model when the signal arrives is answered, and the process then exits 0."""
+    files = save_c_formats(train_tiny_vectors(), tmp_path / "files")
+    import_word2vec(files["binary"], True, tmp_path / "models", "w2v")
+    driver, arrived = tmp_path / "held_server.py", tmp_path / "arrived"
+    driver.write_text(HELD_DRIVER.format(hold_s=HOLD_S))
+    server = ServerProcess(
+        sys.executable,
+        tmp_path / "models",
+        tmp_path / "server.log",
+        args=["--grace-period-s", "20"],
+    )
+    server.command = [sys.executable, str(driver), str(arrived), *server.command[3:]]
+    with server.start():
+        outcome: dict[str, object] = {}
+
+        def ask() -> None:
+            with EmbeddingClient(server.target, timeout=30, retries=0) as client:
+                try:
+                    outcome["neighbors"] = [
+                        n.word for n in client.most_similar("w2v", ["apple"]).neighbors
+                    ]
+                except grpc.RpcError as error:
+                    outcome["error"] = f"{error.code()}: {error.details()}"
+                outcome["at"] = time.monotonic()
+
+        asking = threading.Thread(target=ask)
+        asking.start()
+        while not arrived.exists():
+            time.sleep(0.005)
+        assert server.process is not None
+        signalled_at = time.monotonic()
+        server.process.terminate()
+        exit_code = server.process.wait(timeout=30)
+        exited_at = time.monotonic()
+        asking.join(timeout=30)
+
+    assert "error" not in outcome, outcome
+    assert len(outcome["neighbors"]) == 10  # type: ignore[arg-type]
+    assert signalled_at < outcome["at"] < exited_at  # type: ignore[operator]
+    assert exit_code == 0
     log = (tmp_path / "server.log").read_text()
     assert "shutting down" in log and "stopped" in log

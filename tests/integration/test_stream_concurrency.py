@@ -18,7 +18,7 @@ import pytest
 
 from proto.embedding.v1 import embedding_pb2 as pb
 from service.background import BackgroundServer, background_server
-from service.batching import BatchObserver
+from service.batching import BatcherKey, BatchObserver
 from service.client import EmbeddingClient, embed_request, vectors
 from tests.integration.harness import settings_for
 
@@ -51,8 +51,8 @@ def observed_server(
 ) -> Iterator[tuple[BackgroundServer, BatchRecorder]]:
     recorder = BatchRecorder()
 
-    def observers(name: str) -> BatchObserver | None:
-        return recorder if name.startswith(f"{MODEL}/") and name.endswith(" embed") else None
+    def observers(key: BatcherKey) -> BatchObserver | None:
+        return recorder if (key.model, key.operation) == (MODEL, "embed") else None
 
     with background_server(settings_for(models, **settings), observers) as server:
         recorder.sizes.clear()  # warm-up batches

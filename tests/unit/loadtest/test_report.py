@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
+from bench.common.texts import read_texts, write_heldout
 from bench.loadtest import levels, options, slo
 from bench.loadtest.levels import Level, Second, Timeline
 from bench.loadtest.locust_run import command
 from bench.loadtest.scrape import increase, parse
 from bench.loadtest.server_side import figures, requests_seen
 from bench.loadtest.summary import CountCheck
-from bench.loadtest.texts import read_texts, write_heldout
 from export.corpus import CorpusConfig, load_or_generate
+from service.batching import BatcherKey
 from service.domain import Timing
 from service.metrics import Metrics
 from tests.loadtest_files import REPO
@@ -104,7 +105,7 @@ def test_server_figures_come_from_the_services_own_metrics() -> None:
     for code in ("OK", "OK", "UNAVAILABLE"):
         metrics.requests.labels("Embed", "bert", code).inc()
     metrics.requests.labels("GetModel", "bert", "OK").inc()
-    observer = metrics.batcher("bert/1 embed")
+    observer = metrics.batcher(BatcherKey("bert", 1, "embed"))
     observer.on_batch(4, padded_tokens=40, real_tokens=30, queue_wait_s=[0.001] * 4)
     observer.on_batch(2, padded_tokens=20, real_tokens=20, queue_wait_s=[0.001] * 2)
     timing = Timing(queue_s=0.004, inference_s=0.002)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from service.metrics import Metrics
-from service.model_states import ModelState, ModelStates
+from service.registry.states import ModelState, ModelStates
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
