@@ -10,16 +10,16 @@ Everything is measured in one run, side by side:
 * batching gain: dynamic batching over batch-1 serving at the same concurrency, next to the raw
   engine's own gain between the same two mixes of batch shapes.
 
-These "serving" runs have the result cache off. The "cache" section (``bench.cache``) serves the
-bert-base-shaped model from a private redis-server and compares Redis hits with misses:
-throughput at the same load, and hit latency with 1 and with N clients. The "metrics" section
-(``bench.metrics``) compares server CPU per word2vec request with metrics on and off, over
-interleaved windows against two servers kept up side by side. The "precision" section
-(``bench.precision``) serves the bert-base-shaped model as fp32 and as int8 and prints the
-served throughput ratio next to the cosine between the two versions' embeddings.
-The "stream" section (``bench.stream``) drives one EmbedStream with N messages in flight and N
-unary clients against the same server and prints the throughput ratio; the "wire" section
-(``bench.wire``, CPU only, seconds) times building and reading each vector encoding.
+These "serving" runs have the result cache off. The other sections, one module each in
+``bench.sections``: "batching" sets the cost model's batch shapes against filling the limits
+and batch-1; "floor" holds server CPU per request against a bare gRPC servicer's; "cache"
+serves the bert-base-shaped model from a private redis-server and compares Redis hits with
+misses; "metrics" compares server CPU per word2vec request with metrics on and off, over
+interleaved windows against two servers kept up side by side; "precision" serves the
+bert-base-shaped model as fp32 and as int8 (fp16 on CUDA) and prints the throughput ratio next
+to the cosine of their embeddings; "stream" drives one EmbedStream with N messages in flight
+against N unary clients; "wire" (CPU only, seconds) times building and reading each vector
+encoding. What they share (load driver, batch recorder, raw replay) is in ``bench.common``.
 """
 
 from __future__ import annotations
@@ -28,146 +28,24 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from bench.floor import bench_floor, report_floor
-from bench.load import run_load
-from bench.metrics import CLIENTS as METRICS_CLIENTS
-from bench.metrics import MODEL as METRICS_MODEL
-from bench.metrics import bench_metrics, report_metrics
-from bench.raw import Shape, encoder_session, replay
-from bench.servers import Engine, bench_settings
-from bench.shaping import bench_shaping, report_shaping
-from modelrepo import ModelRepository, load_checked
-from service.background import background_server
-from service.config import Settings
-
-console = Console(width=150)
-
-
-@dataclass
-class ShapeRecorder:
-    """Batch observer that counts the (batch size, padded length) of every batch formed."""
-
-    shapes: Counter[Shape] = field(default_factory=Counter)
-
-    def on_batch(
-        self, batch_size: int, padded_tokens: int, real_tokens: int, queue_wait_s: Sequence[float]
-    ) -> None:
-        self.shapes[(batch_size, padded_tokens // batch_size)] += 1
-
-    def on_dropped(self, reason: str, count: int) -> None:
-        pass
-
-    def on_executed(self, seconds: float) -> None:
-        pass
-
-
-def serve_and_load(
-    settings: Settings, model: str, texts: Path, clients: int, seconds: float
-) -> tuple[dict[str, Any], Counter[Shape]]:
-    recorder = ShapeRecorder()
-    with background_server(
-        settings, lambda name: recorder if name.endswith(" embed") else None
-    ) as server:
-        load = run_load(server.target, model, texts, clients, seconds)
-    return load, recorder.shapes
-
-
-def mean_batch(shapes: Counter[Shape]) -> float:
-    batches = sum(shapes.values())
-    return sum(size * count for (size, _), count in shapes.items()) / max(1, batches)
-
-
-def bench_model(
-    models_dir: Path, name: str, texts: Path, clients: int, seconds: float, engine: Engine
-) -> dict[str, Any]:
-    settings = bench_settings(models_dir, name, engine)
-    console.print(f"[bold]{name}[/bold]: dynamic batching, {clients} clients, {seconds:.0f} s")
-    dynamic, dynamic_shapes = serve_and_load(settings, name, texts, clients, seconds)
-    console.print(f"[bold]{name}[/bold]: batch-1 serving, {clients} clients, {seconds:.0f} s")
-    single_settings = settings.model_copy(update={"max_batch_size": 1})
-    single, single_shapes = serve_and_load(single_settings, name, texts, clients, seconds)
-    console.print(f"[bold]{name}[/bold]: raw ONNX Runtime at the same batch shapes")
-    repository = ModelRepository(models_dir)
-    directory = repository.path(name, repository.newest(name) or 1)
-    spec = load_checked(directory)
-    session = encoder_session(directory, spec, engine)
-    raw_dynamic = replay(session, spec, dynamic_shapes, budget_s=seconds)
-    raw_single = replay(session, spec, single_shapes, budget_s=seconds)
-    return {
-        "model": name,
-        "dynamic": dynamic,
-        "single": single,
-        "raw_dynamic": raw_dynamic,
-        "raw_single": raw_single,
-        "mean_batch_dynamic": mean_batch(dynamic_shapes),
-        "served_over_raw": dynamic["throughput"] / raw_dynamic,
-        "served_gain": dynamic["throughput"] / max(1e-9, single["throughput"]),
-        "raw_gain": raw_dynamic / raw_single,
-        "top_shapes": [
-            [size, length, count] for (size, length), count in dynamic_shapes.most_common(5)
-        ],
-    }
-
-
-def report(results: list[dict[str, Any]]) -> None:
-    table = Table(title="served vs raw ONNX Runtime (texts/s)")
-    for column in (
-        "model",
-        "mode",
-        "served",
-        "raw at same shapes",
-        "served/raw",
-        "p50 ms",
-        "p99 ms",
-        "mean batch",
-        "errors",
-    ):
-        table.add_column(column)
-    for result in results:
-        for mode, raw in (("dynamic", "raw_dynamic"), ("single", "raw_single")):
-            served = result[mode]
-            table.add_row(
-                result["model"],
-                "dynamic batching" if mode == "dynamic" else "batch-1",
-                f"{served['throughput']:.0f}",
-                f"{result[raw]:.0f}",
-                f"{served['throughput'] / result[raw]:.2f}",
-                f"{served['p50_ms']:.1f}",
-                f"{served['p99_ms']:.1f}",
-                f"{result['mean_batch_dynamic']:.1f}" if mode == "dynamic" else "1.0",
-                str(served["errors"] or "-"),
-            )
-    console.print(table)
-    gains = Table(title="gain of dynamic batching over batch-1 at the same concurrency")
-    for column in ("model", "served gain", "raw engine gain", "served / raw gain"):
-        gains.add_column(column)
-    for result in results:
-        gains.add_row(
-            result["model"],
-            f"{result['served_gain']:.2f}x",
-            f"{result['raw_gain']:.2f}x",
-            f"{result['served_gain'] / result['raw_gain']:.2f}",
-        )
-    console.print(gains)
-
-
-def write_texts(path: Path, seed: int) -> Path:
-    from export.corpus import CorpusConfig, load_or_generate
-
-    corpus = load_or_generate(Path("build/corpus"), CorpusConfig(seed=seed))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(corpus.heldout.sentences) + "\n")
-    return path
-
+from bench.common.models import ensure_models
+from bench.common.redis_server import RedisUnavailable
+from bench.common.report import console
+from bench.common.servers import Engine
+from bench.common.texts import read_texts, write_heldout
+from bench.sections.batching import bench_batching, report_batching
+from bench.sections.cache import MODEL as CACHE_MODEL
+from bench.sections.cache import bench_cache, report_cache
+from bench.sections.floor import bench_floor, report_floor
+from bench.sections.metrics import CLIENTS as METRICS_CLIENTS
+from bench.sections.metrics import MODEL as METRICS_MODEL
+from bench.sections.metrics import bench_metrics, report_metrics
+from bench.sections.serving import bench_serving, report_serving
+from bench.sections.stream import bench_stream, report_stream
+from bench.sections.wire import bench_wire, report_wire
 
 SECTIONS = ("serving", "batching", "floor", "cache", "metrics", "precision", "stream", "wire")
 
@@ -302,11 +180,6 @@ def main(argv: list[str] | None = None) -> int:
         f"engine: {engine.device}, threads {engine.threads or 'per core'}, "
         f"IOBinding {engine.io_binding}"
     )
-    from bench.cache import MODEL as CACHE_MODEL
-    from bench.cache import bench_cache, report_cache
-    from bench.models import ensure_models
-    from bench.redis_server import RedisUnavailable
-
     serving, cache = "serving" in args.sections, "cache" in args.sections
     metrics, floor = "metrics" in args.sections, "floor" in args.sections
     wanted = [
@@ -320,21 +193,21 @@ def main(argv: list[str] | None = None) -> int:
     ]
     names = list(dict.fromkeys(wanted))
     locations = ensure_models(names, args.models_dir, args.bench_models_dir)
-    texts = write_texts(Path("build/bench/texts.txt"), seed=13)
+    texts = write_heldout(Path("build/bench/texts.txt"))
     results: dict[str, Any] = {"engine": dataclasses.asdict(engine)}
     if serving:
         results["serving"] = [
-            bench_model(locations[name], name, texts, args.clients, args.seconds, engine)
+            bench_serving(locations[name], name, texts, args.clients, args.seconds, engine)
             for name in args.models
         ]
-        report(results["serving"])
+        report_serving(results["serving"])
     if "batching" in args.sections:
-        sentences = texts.read_text().splitlines()
+        sentences = read_texts(texts)
         results["batching"] = [
-            bench_shaping(locations[name], name, sentences, args.clients, args.seconds, engine)
+            bench_batching(locations[name], name, sentences, args.clients, args.seconds, engine)
             for name in args.batching_models
         ]
-        report_shaping(results["batching"])
+        report_batching(results["batching"])
     if floor:
         results["floor"] = bench_floor(
             locations,
@@ -372,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         report_metrics(results["metrics"])
     if "precision" in args.sections:
-        from bench.precision import bench_precision, report_precision
+        # Imported here: it loads export's precision tooling (onnx), which no other section needs.
+        from bench.sections.precision import bench_precision, report_precision
 
         results["precision"] = bench_precision(
             locations,
@@ -385,8 +259,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         report_precision(results["precision"])
     if "stream" in args.sections:
-        from bench.stream import bench_stream, report_stream
-
         results["stream"] = bench_stream(
             locations[args.stream_model],
             args.stream_model,
@@ -397,8 +269,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         report_stream(results["stream"])
     if "wire" in args.sections:
-        from bench.wire import bench_wire, report_wire
-
         results["wire"] = bench_wire()
         report_wire(results["wire"])
     if args.json:

@@ -2,12 +2,13 @@
 catch what only time shows: memory or descriptors that leak, threads that pile up, latency that
 drifts. On demand, never in CI.
 
-It serves ``--models-dir`` in a process of its own (or drives ``--target``), and sends from a
-pool of threads at a fixed rate: Embed (half repeated texts, cache hits; half fresh, misses),
-FillMask, MostSimilar, EmbedStream, and bad requests (unknown model, empty texts, bad layers)
-that must fail with INVALID_ARGUMENT or NOT_FOUND. Every ``--interval-s`` it samples the
-server's RSS, open file descriptors (/proc/PID/fd), threads and the window's p99 latency into
-``samples.csv``, then plots them (``soak.png``) and writes ``summary.json`` and ``summary.md``.
+It serves ``--models-dir`` in a process of its own (or drives ``--target``), and sends with the
+bench's load driver, ``--workers`` callers paced to a fixed rate in all: Embed (half repeated
+texts, cache hits; half fresh, misses), FillMask, MostSimilar, EmbedStream, and bad requests
+(unknown model, empty texts, bad layers) that must fail with INVALID_ARGUMENT or NOT_FOUND.
+Every ``--interval-s`` it samples the server's RSS, open file descriptors (/proc/PID/fd),
+threads and the window's p99 latency into ``samples.csv``, then plots them (``soak.png``) and
+writes ``summary.json`` and ``summary.md``.
 
 Exit 1 when, after the warm-up, RSS grew by more than ``--max-rss-growth`` (10 %), p99 of the
 last two windows is more than ``--max-p99-drift`` (20 %) above that of the first two, or a
@@ -17,6 +18,7 @@ request got a status it should not have.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import json
 import os
@@ -25,7 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +36,8 @@ from typing import Any
 import grpc
 import numpy as np
 
+from bench.common.driver import closed_loop
+from bench.common.stats import percentile
 from bench.loadtest.server import Server, start_server
 from modelrepo import ModelRepository
 from proto.embedding.v1 import embedding_pb2 as pb
@@ -75,7 +79,8 @@ class Sample:
 
 @dataclass
 class Window:
-    """What the load threads recorded since the last sample (guarded by ``lock``)."""
+    """What the load driver recorded since the last sample (``lock``: the driver runs on a
+    thread of its own)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     latencies_s: list[float] = field(default_factory=list)
@@ -125,19 +130,23 @@ def sentence(rng: random.Random, hot: bool) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14)))
 
 
-def operations(stub: Any, plan: Plan) -> list[tuple[str, float, Callable[[random.Random], Any]]]:
-    """(name, weight, call): the mix; a bad call must fail, a good one must not."""
-    ops: list[tuple[str, float, Callable[[random.Random], Any]]] = []
+Operation = tuple[str, float, Callable[[random.Random], Awaitable[Any]]]
+
+
+def operations(stub: Any, plan: Plan) -> list[Operation]:
+    """(name, weight, call) over an asyncio stub: the mix; a bad call must fail, a good one
+    must not."""
+    ops: list[Operation] = []
     if plan.contextual:
         name = plan.contextual
         ops.append(("embed", 4, lambda r: stub.Embed(pb.EmbedRequest(
             model=name, texts=[sentence(r, r.random() < 0.5) for _ in range(r.randint(1, 8))]),
             timeout=TIMEOUT_S)))  # fmt: skip
 
-        def stream(r: random.Random) -> int:
+        async def stream(r: random.Random) -> int:
             requests = [pb.EmbedRequest(model=name, texts=[sentence(r, True)])
                         for _ in range(r.randint(2, 5))]  # fmt: skip
-            return sum(1 for _ in stub.EmbedStream(iter(requests), timeout=TIMEOUT_S))
+            return len([_ async for _ in stub.EmbedStream(iter(requests), timeout=TIMEOUT_S)])
 
         ops.append(("stream", 1, stream))
     if plan.fill_mask:
@@ -161,45 +170,41 @@ def operations(stub: Any, plan: Plan) -> list[tuple[str, float, Callable[[random
     return ops
 
 
-def drive(
-    stub: Any, plan: Plan, window: Window, rate: float, workers: int, stop: threading.Event
-) -> list[threading.Thread]:
-    """``workers`` threads, each paced to ``rate / workers`` calls per second."""
-    ops = operations(stub, plan)
-    names, weights, calls = zip(*ops, strict=True)
-    period = workers / rate
+async def load(
+    target: str, plan: Plan, window: Window, rate: float, workers: int, seconds: float
+) -> None:
+    """``workers`` callers of the load driver, each paced to ``rate / workers`` calls per
+    second, for ``seconds``; every outcome into ``window``."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        ops = operations(pb_grpc.EmbeddingServiceStub(channel), plan)
+        names, weights, calls = zip(*ops, strict=True)
+        rngs = [random.Random(seed) for seed in range(workers)]
 
-    def loop(seed: int) -> None:
-        rng = random.Random(seed)
-        due = time.monotonic() + rng.random() * period
-        while not stop.is_set():
-            stop.wait(max(0.0, due - time.monotonic()))
-            due += period
+        async def call(worker: int) -> tuple[str, str]:
+            rng = rngs[worker]
             index = rng.choices(range(len(ops)), weights)[0]
-            started = time.perf_counter()
             try:
-                calls[index](rng)
-                code = "OK"
-            except grpc.RpcError as error:
-                code = error.code().name
-                if names[index] == "bad" and error.code() in EXPECTED_BAD:
-                    code = "OK"
-            elapsed = time.perf_counter() - started
+                await calls[index](rng)
+            except grpc.aio.AioRpcError as error:
+                expected = names[index] == "bad" and error.code() in EXPECTED_BAD
+                return names[index], "OK" if expected else error.code().name
+            return names[index], "OK"
+
+        def record(outcome: tuple[str, str], sent: float, answered: float) -> None:
+            name, code = outcome
             with window.lock:
-                window.codes[f"{names[index]} {code}"] += 1
+                window.codes[f"{name} {code}"] += 1
                 if code != "OK":
-                    window.unexpected.append(f"{names[index]}: {code}")
-                elif names[index] != "bad":
-                    window.latencies_s.append(elapsed)
+                    window.unexpected.append(f"{name}: {code}")
+                elif name != "bad":
+                    window.latencies_s.append(answered - sent)
 
-    threads = [threading.Thread(target=loop, args=(seed,), daemon=True) for seed in range(workers)]
-    for thread in threads:
-        thread.start()
-    return threads
+        until = time.perf_counter() + seconds
+        await closed_loop(call, workers, until, record, period=workers / rate)
 
 
-def percentile_ms(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(values, q) * 1000) if values else float("nan")
+def _ms(seconds: float | None) -> float:
+    return float("nan") if seconds is None else round(seconds * 1000, 2)
 
 
 def verdict(
@@ -275,7 +280,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pid", type=int, default=0, help="with --target: its process id, to "
                         "sample its RSS, descriptors and threads")  # fmt: skip
     parser.add_argument("--rate", type=float, default=40.0, help="calls per second, in all")
-    parser.add_argument("--workers", type=int, default=8, help="client threads")
+    parser.add_argument("--workers", type=int, default=8, help="concurrent callers")
     parser.add_argument("--interval-s", type=float, default=10.0, help="sampling period")
     parser.add_argument(
         "--warmup-s",
@@ -309,13 +314,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = start_server(args.models_dir, names, extra, out / "server.log", 300)
         target, pid = server.target, server.process.pid
     samples: list[Sample] = []
-    window, stop = Window(), threading.Event()
+    window = Window()
     try:
-        channel = grpc.insecure_channel(target)
-        stub = pb_grpc.EmbeddingServiceStub(channel)
-        plan = discover(stub)
+        with grpc.insecure_channel(target) as channel:
+            plan = discover(pb_grpc.EmbeddingServiceStub(channel))
         print(f"soak: {args.minutes} min against {target} (pid {pid}), {plan}", flush=True)
-        threads = drive(stub, plan, window, args.rate, args.workers, stop)
+        driver = threading.Thread(
+            target=asyncio.run,
+            args=(load(target, plan, window, args.rate, args.workers, duration_s),),
+            daemon=True,
+        )
+        driver.start()
         started = time.monotonic()
         unexpected_total = 0
         with (out / "samples.csv").open("w", newline="") as handle:
@@ -330,19 +339,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rss, fds, threads_now = proc_stats(pid) if pid else (float("nan"), 0, 0)
                 sample = Sample(
                     round(time.monotonic() - started, 1), round(rss, 1), fds, threads_now,
-                    len(batch), round(percentile_ms(batch, 99), 2),
-                    round(percentile_ms(batch, 50), 2), len(unexpected),
+                    len(batch), _ms(percentile(batch, 0.99)), _ms(percentile(batch, 0.50)),
+                    len(unexpected),
                 )  # fmt: skip
                 samples.append(sample)
                 writer.writerow(asdict(sample))
                 handle.flush()
                 print(f"  {sample}", flush=True)
-        stop.set()
-        for thread in threads:
-            thread.join(TIMEOUT_S + 5)
-        channel.close()
+        driver.join(TIMEOUT_S + 5)
     finally:
-        stop.set()
         if server is not None:
             server.process.stop()
     result = verdict(samples, warmup_s, args.max_rss_growth, args.max_p99_drift,

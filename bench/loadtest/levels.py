@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.common.stats import percentile as percentile  # noqa: PLC0414 - levels' own API
+
 WINDOW_S = 5
 WINDOWS = 3
 TOLERANCE = 0.10
@@ -71,20 +73,6 @@ def read_timeline(path: Path) -> Timeline:
         for level in data["levels"]
     ]
     return Timeline(seconds, levels)
-
-
-def percentile(latencies: Counter[float], q: float) -> float | None:
-    """The smallest latency with at least ``q`` of the calls at or below it (nearest rank)."""
-    total = sum(latencies.values())
-    if not total:
-        return None
-    rank = max(1, math.ceil(q * total))
-    seen = 0
-    for value in sorted(latencies):
-        seen += latencies[value]
-        if seen >= rank:
-            return value
-    return max(latencies)
 
 
 def mean_latency(latencies: Counter[float]) -> float | None:

@@ -15,7 +15,8 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bench.loadtest.levels import Level, LevelStats, Timeline, percentile
+from bench.common.stats import percentile
+from bench.loadtest.levels import Level, LevelStats, Timeline
 from bench.loadtest.server_side import ServerFigures
 
 DPI = 110

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
+from bench.common.texts import read_texts, write_heldout
 from bench.loadtest import machine
 from bench.loadtest.levels import all_levels, read_timeline, run_end, run_stats
 from bench.loadtest.locust_files import read_stats
@@ -29,7 +30,7 @@ from bench.loadtest.server_side import ServerFigures, providers, requests_seen, 
 from bench.loadtest.server_side import over_time as server_over_time
 from bench.loadtest.slo import objectives
 from bench.loadtest.summary import CountCheck, Record, render
-from bench.loadtest.texts import Lengths, lengths, long_texts, read_texts, write_heldout
+from bench.loadtest.texts import Lengths, lengths, long_texts
 from proto.embedding.v1 import embedding_pb2 as pb
 
 SAMPLE = 64

@@ -1,27 +1,11 @@
-"""The texts of the load: held-out sentences of the default corpus, written for the locustfile,
-which must not import ``export`` itself (its process holds Locust and nothing heavy)."""
+"""Long texts as the locustfile makes them, and the lengths of the texts the summary reports.
+The texts themselves are the held-out sentences ``bench.common.texts`` writes (the locustfile
+must not import ``export`` itself: its process holds Locust and nothing heavy)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import mean
-
-CORPUS_DIR = Path("build/corpus")
-
-
-def write_heldout(path: Path, corpus_dir: Path = CORPUS_DIR) -> Path:
-    """The default corpus' held-out sentences, one per line (the corpus is generated once)."""
-    from export.corpus import CorpusConfig, load_or_generate
-
-    corpus = load_or_generate(corpus_dir, CorpusConfig())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(corpus.heldout.sentences) + "\n", encoding="utf-8")
-    return path
-
-
-def read_texts(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def long_texts(sentences: list[str], per_text: int, count: int) -> list[str]:

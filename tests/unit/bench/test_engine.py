@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from bench.__main__ import main
-from bench.servers import Engine, bench_settings
+from bench.common.servers import Engine, bench_settings
 from service.app import session_options
 
 CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

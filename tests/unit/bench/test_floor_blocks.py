@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.alternate import abba
-from bench.floor import block_differences
+from bench.common.paired import abba, block_differences
 
 
 def test_a_linear_drift_cancels_within_each_block() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.raw import ELMO_CHARACTERS, _inputs, embed_graph, embed_output
+from bench.common.raw import ELMO_CHARACTERS, _inputs, embed_graph, embed_output
 from modelrepo import GraphSpec, TensorSpec
 from tests.unit.modelrepo.test_repository import make_spec
 

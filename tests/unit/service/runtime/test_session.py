@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from bench.raw import encoder_session
-from bench.servers import Engine
+from bench.common.raw import encoder_session
+from bench.common.servers import Engine
 from export.validate import cpu_session
 from modelrepo import GraphSpec, TensorSpec
 from service.runtime.session import (

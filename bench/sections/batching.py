@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from rich.console import Console
-from rich.table import Table
-
-from bench.load import run_load
-from bench.raw import Shape, batch_times, encoder_session, replay_measured
-from bench.servers import Engine, bench_settings
-from modelrepo import ModelRepository, load_checked
+from bench.common.batches import BatchRecorder, Shape
+from bench.common.load import run_load
+from bench.common.raw import batch_times, newest_encoder, replay_measured
+from bench.common.report import console, make_table, verdict
+from bench.common.servers import Engine, bench_settings
+from bench.common.stats import percentile
 from service.background import background_server
+from service.batching import CostTable
 from service.config import Settings
-
-console = Console(width=150)
 
 GAIN_SLACK = 0.9
 PADDING_GOAL = 0.85
@@ -45,40 +41,6 @@ MODES: dict[str, dict[str, Any]] = {
     "single": {"max_batch_size": 1},
 }
 """Settings of each mode over the section's base (cost model off)."""
-
-
-@dataclass
-class BatchRecorder:
-    """Batch observer: shapes formed, and real against padded tokens."""
-
-    shapes: Counter[Shape] = field(default_factory=Counter)
-    real_tokens: int = 0
-    padded_tokens: int = 0
-
-    def on_batch(
-        self, batch_size: int, padded_tokens: int, real_tokens: int, queue_wait_s: Any
-    ) -> None:
-        self.shapes[(batch_size, padded_tokens // batch_size)] += 1
-        self.real_tokens += real_tokens
-        self.padded_tokens += padded_tokens
-
-    def on_dropped(self, reason: str, count: int) -> None:
-        pass
-
-    def on_executed(self, seconds: float) -> None:
-        pass
-
-    def for_embed(self, batcher: str) -> BatchRecorder | None:
-        return self if batcher.endswith(" embed") else None
-
-    @property
-    def efficiency(self) -> float:
-        return self.real_tokens / max(1, self.padded_tokens)
-
-    @property
-    def mean_batch(self) -> float:
-        batches = sum(self.shapes.values())
-        return sum(size * count for (size, _), count in self.shapes.items()) / max(1, batches)
 
 
 def text_sets(sentences: list[str], directory: Path, seed: int = 0) -> dict[str, Path]:
@@ -125,14 +87,16 @@ def _raw_rate(session: Any, spec: Any, shape: Shape, seconds: float) -> float:
 
 
 def _raw_p50_ms(session: Any, spec: Any, length: int, runs: int = 200) -> float:
-    """Median of batch-1 runs at ``length``, in ms."""
-    return float(np.median(batch_times(session, spec, (1, length), runs))) * 1000
+    """p50 of batch-1 runs at ``length``, in ms."""
+    p50 = percentile(batch_times(session, spec, (1, length), runs), 0.50)
+    assert p50 is not None
+    return p50 * 1000
 
 
-def bench_shaping(
+def bench_batching(
     models_dir: Path, name: str, sentences: list[str], clients: int, seconds: float, engine: Engine
 ) -> dict[str, Any]:
-    texts = text_sets(sentences, Path("build/bench/shaping"))
+    texts = text_sets(sentences, Path("build/bench/batching"))
     result: dict[str, Any] = {"model": name, "runs": {}}
     tables: dict[str, Any] = {}
     recorders: dict[str, BatchRecorder] = {}
@@ -164,14 +128,8 @@ def bench_shaping(
     )
     result["one_client_p50_ms"] = one["p50_ms"]
     result["max_queue_delay_ms"] = Settings().max_queue_delay_ms
-    repository = ModelRepository(models_dir)
-    directory = repository.path(name, repository.newest(name) or 1)
-    spec = load_checked(directory)
-    session = encoder_session(directory, spec, engine)
-    short_shapes = recorders["single short"].shapes
-    short_length = int(
-        np.median([length for (_, length), count in short_shapes.items() for _ in range(count)])
-    )
+    session, spec = newest_encoder(models_dir, name, engine)
+    short_length = recorders["single short"].median_length
     result["raw_batch1_p50_ms"] = _raw_p50_ms(session, spec, short_length)
     result["raw_batch32"] = _raw_rate(session, spec, (BATCH32_SHAPE_TEXTS, short_length), seconds)
     result["served_over_raw_batch32"] = (
@@ -180,8 +138,6 @@ def bench_shaping(
     checks = []
     table = tables.get("short")
     if table is not None:
-        from service.batching import CostTable
-
         cost = CostTable.from_dict(table)
         budget = max(0.2, seconds / 20)
         for size in cost.batch_sizes:
@@ -196,7 +152,7 @@ def bench_shaping(
                     }
                 )
         for text_set in ("short", "long"):
-            length = _median_length(recorders[f"single {text_set}"].shapes)
+            length = recorders[f"single {text_set}"].median_length
             single = cost.texts_per_second(1, length)
             best = max(cost.texts_per_second(size, length) for size in cost.batch_sizes)
             gain = (
@@ -212,15 +168,11 @@ def bench_shaping(
     return result
 
 
-def _median_length(shapes: Counter[Shape]) -> int:
-    lengths = [length for (_, length), count in shapes.items() for _ in range(count)]
-    return int(np.median(lengths)) if lengths else 8
-
-
-def report_shaping(results: list[dict[str, Any]]) -> None:
-    runs = Table(title="batch shapes: cost model against filling the limits and batch-1")
-    for column in ("model", "mode", "texts", "texts/s", "p50 ms", "mean batch", "padding eff."):
-        runs.add_column(column)
+def report_batching(results: list[dict[str, Any]]) -> None:
+    runs = make_table(
+        "batch shapes: cost model against filling the limits and batch-1",
+        ("model", "mode", "texts", "texts/s", "p50 ms", "mean batch", "padding eff."),
+    )
     for result in results:
         for key, run in result["runs"].items():
             mode, text_set = key.split()
@@ -234,9 +186,10 @@ def report_shaping(results: list[dict[str, Any]]) -> None:
                 f"{run['efficiency']:.2f}",
             )
     console.print(runs)
-    goals = Table(title="batching goals (each a ratio from this run)")
-    for column in ("model", "goal", "measured", "target", "verdict"):
-        goals.add_column(column)
+    goals = make_table(
+        "batching goals (each a ratio from this run)",
+        ("model", "goal", "measured", "target", "verdict"),
+    )
     for result in results:
         model = result["model"]
         for text_set in ("short", "long"):
@@ -248,14 +201,14 @@ def report_shaping(results: list[dict[str, Any]]) -> None:
                     f"(table's best {gain['best_predicted']:.2f}x)",
                     f"{gain['served']:.2f}x",
                     f"≥ {gain['goal']:.2f}x",
-                    _verdict(gain["served"] >= gain["goal"]),
+                    verdict(gain["served"] >= gain["goal"], "missed"),
                 )
         goals.add_row(
             model,
             f"padding efficiency, mixed 4–128 (mean batch {result['mixed_mean_batch']:.1f})",
             f"{result['mixed_efficiency']:.2f}",
             f"≥ {PADDING_GOAL}",
-            _verdict(result["mixed_efficiency"] >= PADDING_GOAL),
+            verdict(result["mixed_efficiency"] >= PADDING_GOAL, "missed"),
         )
         extra = result["one_client_p50_ms"] - result["raw_batch1_p50_ms"]
         limit = 1.0 + result["max_queue_delay_ms"]
@@ -264,7 +217,7 @@ def report_shaping(results: list[dict[str, Any]]) -> None:
             "one client: served p50 − raw batch-1 p50",
             f"{extra:.2f} ms",
             f"≤ {limit:.1f} ms",
-            _verdict(extra <= limit),
+            verdict(extra <= limit, "missed"),
         )
         goals.add_row(
             model,
@@ -274,9 +227,10 @@ def report_shaping(results: list[dict[str, Any]]) -> None:
             "-",
         )
     console.print(goals)
-    checks = Table(title="cost table: predicted against measured raw texts/s, per measured shape")
-    for column in ("model", "batch × length", "predicted", "measured", "measured / predicted"):
-        checks.add_column(column)
+    checks = make_table(
+        "cost table: predicted against measured raw texts/s, per measured shape",
+        ("model", "batch × length", "predicted", "measured", "measured / predicted"),
+    )
     for result in results:
         for check in result["cost_checks"]:
             size, length = check["shape"]
@@ -288,7 +242,3 @@ def report_shaping(results: list[dict[str, Any]]) -> None:
                 f"{check['measured'] / check['predicted']:.2f}",
             )
     console.print(checks)
-
-
-def _verdict(met: bool) -> str:
-    return "[green]met[/green]" if met else "[red]missed[/red]"

@@ -16,15 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
+from bench.common.report import console, make_table
 from proto.embedding.v1 import embedding_pb2 as pb
 from service.client import vectors
 from service.domain import EmbeddingResult, EmbedOutcome
 from service.transport import codec
-
-console = Console(width=150)
 
 DIM = 768
 TOKENS = 128
@@ -103,10 +100,10 @@ def bench_wire() -> dict[str, Any]:
 
 
 def report_wire(result: dict[str, Any]) -> None:
-    table = Table(title="vector encodings: server builds + serialises, client parses + decodes")
-    columns = ("vector", "encoding", "bytes", "encode µs", "decode µs", "encode + decode")
-    for column in columns:
-        table.add_column(column)
+    table = make_table(
+        "vector encodings: server builds + serialises, client parses + decodes",
+        ("vector", "encoding", "bytes", "encode µs", "decode µs", "encode + decode"),
+    )
     baseline: dict[str, dict[str, Any]] = {}
     for row in result["rows"]:
         base = baseline.setdefault(row["shape"], row)

@@ -2,11 +2,11 @@
 BERT, and their cosine.
 
 The reduced version is made from the very checkpoint the fp32 version was imported from
-(``bench.models.ensure_precision``). Each is served alone, cache off, and driven by the same load
-process (N clients, one held-out sentence per call); the reduced / fp32 ratio of texts served per
-second is the section's figure (goal: at least 2x). In the same run both versions are opened
-with the served runtime and the cosine of their mean-pooled embeddings of held-out sentences
-is measured, so the speed and what it costs in accuracy come from one run.
+(``bench.common.models.ensure_precision``). Each is served alone, cache off, and driven by the
+same load driver (N clients, one held-out sentence per call); the reduced / fp32 ratio of texts
+served per second is the section's figure (goal: at least 2x). In the same run both versions
+are opened with the served runtime and the cosine of their mean-pooled embeddings of held-out
+sentences is measured, so the speed and what it costs in accuracy come from one run.
 """
 
 from __future__ import annotations
@@ -14,27 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from bench.load import run_load
-from bench.models import ensure_precision
-from bench.servers import Engine, bench_settings
+from bench.common.load import run_load
+from bench.common.models import ensure_precision, newest_directory
+from bench.common.report import console, make_table, ms
+from bench.common.servers import Engine, bench_settings
+from bench.common.texts import read_texts
 from export.bert.precision import DEFAULT_TEXTS, PrecisionPlan, compare_precision
-from modelrepo import ModelRepository, load_checked
+from modelrepo import load_checked
 from service.background import background_server
 from service.runtime.bert import BertRuntime
-
-console = Console(width=150)
 
 GOAL_RATIO = 2.0
 """int8 served throughput over fp32's, at least this (fp16 on CUDA has no goal: its figure is
 reported as measured)."""
-
-
-def _newest(root: Path, name: str) -> Path:
-    repository = ModelRepository(root)
-    return repository.path(name, repository.newest(name) or 1)
 
 
 def _runtime(directory: Path, engine: Engine) -> BertRuntime:
@@ -60,15 +52,15 @@ def bench_precision(
     variant, reduced_root = ensure_precision(name, reduced, locations[name], bench_models_dir)
     rows = []
     for model, root in ((name, locations[name]), (variant, reduced_root)):
-        precision = load_checked(_newest(root, model)).precision
+        precision = load_checked(newest_directory(root, model)).precision
         console.print(f"precision: {model} ({precision}) served, {clients} clients")
         with background_server(bench_settings(root, model, engine)) as served:
             load = run_load(served.target, model, texts, clients, seconds)
         rows.append({"name": model, "precision": precision, **load})
-    sentences = tuple(texts.read_text().splitlines()[: DEFAULT_TEXTS[reduced]])
+    sentences = tuple(read_texts(texts)[: DEFAULT_TEXTS[reduced]])
     checks = compare_precision(
-        _runtime(_newest(locations[name], name), engine),
-        _runtime(_newest(reduced_root, variant), engine),
+        _runtime(newest_directory(locations[name], name), engine),
+        _runtime(newest_directory(reduced_root, variant), engine),
         PrecisionPlan(reduced, sentences),
     )
     ratio = rows[1]["throughput"] / max(1e-9, rows[0]["throughput"])
@@ -81,22 +73,19 @@ def bench_precision(
     }
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
 def report_precision(result: dict[str, Any]) -> None:
     reduced = result["reduced"]
-    table = Table(title=f"{reduced} against fp32, served (one text per call)")
-    for column in ("model", "precision", "texts/s", "p50 ms", "p99 ms", "errors"):
-        table.add_column(column)
+    table = make_table(
+        f"{reduced} against fp32, served (one text per call)",
+        ("model", "precision", "texts/s", "p50 ms", "p99 ms", "errors"),
+    )
     for row in result["rows"]:
         table.add_row(
             row["name"],
             row["precision"],
             f"{row['throughput']:.0f}",
-            _ms(row["p50_ms"]),
-            _ms(row["p99_ms"]),
+            ms(row["p50_ms"]),
+            ms(row["p99_ms"]),
             str(row["errors"] or "-"),
         )
     console.print(table)

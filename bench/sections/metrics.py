@@ -3,7 +3,7 @@
 Throughput alone cannot show a 3 % cost on a 2-core machine (run-to-run noise is larger), so
 this counts the CPU the server spends per request. The servers run on threads of this process
 and the load in a separate one, so this process's CPU time (``time.process_time``: user and
-system, all threads) over a load window is the server's. The load (``bench.alternate``) prints a
+system, all threads) over a load window is the server's. The load driver prints a
 line as each window's clients start and once all are answered; the clocks are read there, so
 server start-up, warm-up and shutdown fall outside, and the window's responses divide its CPU.
 
@@ -29,22 +29,18 @@ an A/A check that the method itself finds no difference between the arms. Nothin
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from bench.alternate import WindowClock, run_alternating
-from bench.models import WORD2VEC
+from bench.common.load import run_alternating
+from bench.common.models import WORD2VEC
+from bench.common.paired import GAP_S, WindowClock, abba_blocks, block_differences, median_interval
+from bench.common.report import console, make_table, verdict
 from service.background import BackgroundServer, background_server
 from service.config import Settings
-
-console = Console(width=150)
 
 MODEL = WORD2VEC
 OVERHEAD_GOAL_PCT = 3.0
@@ -52,8 +48,6 @@ OVERHEAD_GOAL_PCT = 3.0
 CLIENTS = 16
 """Saturates the server as 64 do (word2vec has no batcher, so more clients batch nothing), with
 less contention between load and server on 2 cores, so steadier windows."""
-GAP_S = 0.2
-"""Untimed load on a server before each of its windows."""
 IDLE_S = 2.0
 ARMS = ("on", "off")
 
@@ -115,21 +109,6 @@ def idle_cpu(seconds: float) -> float:
 
 def _pct(on: float, off: float) -> float:
     return (on - off) / off * 100
-
-
-def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """A distribution-free interval for the median (sign test): the k-th smallest to the k-th
-    largest value, with k the largest at which it still covers ``level``; and its coverage.
-    Too few values for ``level`` give the full range."""
-    n, ordered = len(values), sorted(values)
-
-    def coverage(k: int) -> float:
-        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / (1 << n)
-
-    k = 1
-    while k + 1 <= n // 2 and coverage(k + 1) >= level:
-        k += 1
-    return ordered[k - 1], ordered[n - k], coverage(k)
 
 
 def bench_metrics(
@@ -199,14 +178,13 @@ def summarize(
             "errors": sum(run.errors for run in mine),
         }
 
-    blocks = [runs[start : start + 4] for start in range(0, len(runs) - 3, 4)]
-    if any([run.arm for run in block] != ["on", "off", "off", "on"] for block in blocks):
-        raise RuntimeError("windows did not come in on-off-off-on blocks")
-    cpu = [[run.cpu_us_per_request for run in block] for block in blocks]
+    order = [ARMS.index(run.arm) for run in runs]
+    per_request = [run.cpu_us_per_request for run in runs]
+    cpu = abba_blocks(order, per_request)
     by_block = [_pct(on1 + on4, off2 + off3) for on1, off2, off3, on4 in cpu]
     overhead = statistics.median(by_block)
     low, high, coverage = median_interval(by_block)
-    cost_us = statistics.median((on1 + on4 - off2 - off3) / 2 for on1, off2, off3, on4 in cpu)
+    cost_us = statistics.median(block_differences(order, per_request))
     # The order effect the blocks cancel: on measured first in its pair (after its own server's
     # window) against on measured second (just after the switch from the off server).
     on_first = statistics.median(_pct(on1, off2) for on1, off2, _, _ in cpu)
@@ -217,7 +195,7 @@ def summarize(
         "model": MODEL,
         "clients": clients,
         "seconds": seconds,
-        "blocks": len(blocks),
+        "blocks": len(cpu),
         "control": control,
         "order": "blocks of four windows: on off off on",
         "statistic": "median over blocks of (on + on) / (off + off) - 1, CPU µs per request",
@@ -241,27 +219,22 @@ def summarize(
     }
 
 
-def _verdict(met: bool) -> str:
-    return "[green]met[/green]" if met else "[red]not met[/red]"
-
-
 def report_metrics(result: dict[str, Any]) -> None:
     """One row per arm, then the overhead and its verdict."""
-    table = Table(
-        title=f"cost of metrics: {result['model']}, one sentence per request, "
+    table = make_table(
+        f"cost of metrics: {result['model']}, one sentence per request, "
         f"{result['clients']} clients, {2 * result['blocks']} x {result['seconds']:g} s per arm, "
-        "interleaved" + (" — A/A CONTROL: metrics off on both" if result["control"] else "")
+        "interleaved" + (" — A/A CONTROL: metrics off on both" if result["control"] else ""),
+        (
+            "metrics",
+            "requests/s (median)",
+            "server CPU µs/request (median)",
+            "min",
+            "max",
+            "vs off (medians)",
+            "errors",
+        ),
     )
-    for column in (
-        "metrics",
-        "requests/s (median)",
-        "server CPU µs/request (median)",
-        "min",
-        "max",
-        "vs off (medians)",
-        "errors",
-    ):
-        table.add_column(column)
     for arm in ARMS:
         figures = result["arms"][arm]
         table.add_row(
@@ -280,7 +253,7 @@ def report_metrics(result: dict[str, Any]) -> None:
         f"server CPU overhead of metrics: {result['overhead_pct']:+.2f} % "
         f"({result['cost_us_per_request']:+.1f} µs/request), "
         f"{result['overhead_interval_coverage']:.0%} interval {low:+.1f} .. {high:+.1f} % "
-        f"— goal < {result['goal_pct']:.0f} %: {_verdict(result['goal_met'])}"
+        f"— goal < {result['goal_pct']:.0f} %: {verdict(result['goal_met'])}"
         + ("" if result["goal_clear"] else " (the interval straddles the goal: inconclusive)")
     )
     console.print(f"{result['statistic']}; blocks: {blocks} %")

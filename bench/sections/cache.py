@@ -6,7 +6,8 @@ every hit is a Redis round trip. The same load (one text per call) then runs thr
 * hit path, 1 client: one request in flight, so its latency is the cache path, not queueing;
 * hit path, N clients: cycling over texts primed into Redis beforehand (every response must be
   ``cached``);
-* miss path, N clients: every text made new (``bench.load --unique``), so each one is computed.
+* miss path, N clients: every text made new (``run_load(unique=True)``), so each one is
+  computed.
 """
 
 from __future__ import annotations
@@ -18,19 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from rich.console import Console
-from rich.table import Table
 
-from bench.load import run_load
-from bench.models import BERT_BASE
-from bench.redis_server import redis_server
-from bench.servers import Engine, bench_settings
+from bench.common.load import run_load
+from bench.common.models import BERT_BASE
+from bench.common.redis_server import redis_server
+from bench.common.report import console, make_table, ms, verdict
+from bench.common.servers import Engine, bench_settings
+from bench.common.texts import read_texts
 from service.background import BackgroundServer, background_server
 from service.cache.redis_tier import RedisCache
 from service.client import EmbeddingClient
 from service.config import Settings
-
-console = Console(width=150)
 
 MODEL = BERT_BASE
 THROUGHPUT_GOAL = 20.0
@@ -51,7 +50,7 @@ def cache_settings(models_dir: Path, redis_url: str, engine: Engine) -> Settings
 
 def hit_texts(texts: Path, count: int, into: Path) -> list[str]:
     """The first ``count`` distinct texts, written to ``into`` for the load process."""
-    chosen = list(dict.fromkeys(line for line in texts.read_text().splitlines() if line))[:count]
+    chosen = list(dict.fromkeys(read_texts(texts)))[:count]
     into.parent.mkdir(parents=True, exist_ok=True)
     into.write_text("\n".join(chosen) + "\n")
     return chosen
@@ -168,31 +167,23 @@ def valid(hit_one: dict[str, Any], hit: dict[str, Any], miss: dict[str, Any]) ->
     )
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _verdict(met: bool) -> str:
-    return "[green]met[/green]" if met else "[red]not met[/red]"
-
-
 def report_cache(result: dict[str, Any]) -> None:
     """One row per run, then the two goals."""
-    table = Table(title=f"result cache, Redis tier only: {result['model']} (texts/s)")
-    columns = (
-        "path",
-        "clients",
-        "texts/s",
-        "p50 ms",
-        "p99 ms",
-        "not cached",
-        "Redis hits",
-        "computed",
-        "Redis read faults",
-        "errors",
+    table = make_table(
+        f"result cache, Redis tier only: {result['model']} (texts/s)",
+        (
+            "path",
+            "clients",
+            "texts/s",
+            "p50 ms",
+            "p99 ms",
+            "not cached",
+            "Redis hits",
+            "computed",
+            "Redis read faults",
+            "errors",
+        ),
     )
-    for column in columns:
-        table.add_column(column)
     for label, run in (
         ("Redis hit", result["hit_1_client"]),
         ("Redis hit", result["hit"]),
@@ -202,8 +193,8 @@ def report_cache(result: dict[str, Any]) -> None:
             label,
             str(run["clients"]),
             f"{run['throughput']:.0f}",
-            _ms(run["p50_ms"]),
-            _ms(run["p99_ms"]),
+            ms(run["p50_ms"], 2),
+            ms(run["p99_ms"], 2),
             f"{run['uncached']} of {run['responses']}",
             str(run["server_cache"].get("redis_hits", "-")),
             str(run["server_cache"].get("computed", "-")),
@@ -214,9 +205,9 @@ def report_cache(result: dict[str, Any]) -> None:
     console.print(
         f"hit/miss throughput at {result['hit']['clients']} clients: "
         f"{result['hit_over_miss']:.1f}x (goal >= {result['throughput_goal']:.0f}x: "
-        f"{_verdict(result['throughput_goal_met'])}); "
-        f"Redis-hit p99 at 1 client: {_ms(result['hit_1_client']['p99_ms'])} ms "
-        f"(goal <= {result['p99_goal_ms']:.0f} ms: {_verdict(result['p99_goal_met'])})"
+        f"{verdict(result['throughput_goal_met'])}); "
+        f"Redis-hit p99 at 1 client: {ms(result['hit_1_client']['p99_ms'], 2)} ms "
+        f"(goal <= {result['p99_goal_ms']:.0f} ms: {verdict(result['p99_goal_met'])})"
     )
     if not result["valid"]:
         console.print(

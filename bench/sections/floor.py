@@ -3,18 +3,18 @@
 A bare ``grpc.aio`` servicer answers every Embed with one constant ``EmbedResponse``: the reply
 the served word2vec gives to a held-out sentence, captured first, so the floor serialises a
 message of the same size. It runs as the served models do, on a background thread of this
-process, driven by the same load process (``bench.load``: N clients, one text per call), so
-this process's CPU time over a run is the server's. Then word2vec, the default BERT and a
-4 × 256 BERT are served the same way, cache off, and for the BERTs the engine's own CPU per
-text is measured apart (raw ONNX Runtime on the batch shapes the server formed). What is left,
-server CPU minus engine minus floor, is what the service itself adds to every request.
+process, driven by the same load driver (N clients, one text per call), so this process's CPU
+time over a run is the server's. Then word2vec, the default BERT and a 4 × 256 BERT are served
+the same way, cache off, and for the BERTs the engine's own CPU per text is measured apart (raw
+ONNX Runtime on the batch shapes the server formed). What is left, server CPU minus engine
+minus floor, is what the service itself adds to every request.
 
 Run after run, one-off figures here move by ±25 %, more than the goal itself, so word2vec
 (nothing but ours on top of the transport) is also measured against the floor in alternating
-windows, both servers up at once (``bench.alternate``, blocks of four: word2vec, floor, floor,
-word2vec): per block, the mean of its word2vec windows minus the mean of its floor windows,
-server CPU per request; the median over blocks, with its sign-test interval, is the figure the
-goal is judged on.
+windows, both servers up at once (blocks of four: word2vec, floor, floor, word2vec; see
+``bench.common.paired``): per block, the mean of its word2vec windows minus the mean of its
+floor windows, server CPU per request; the median over blocks, with its sign-test interval, is
+the figure the goal is judged on.
 """
 
 from __future__ import annotations
@@ -23,27 +23,22 @@ import asyncio
 import statistics
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-from rich.console import Console
-from rich.table import Table
 
-from bench.alternate import WindowClock, run_alternating
-from bench.load import run_load
-from bench.metrics import GAP_S, median_interval
-from bench.raw import Shape, encoder_session, replay_measured
-from bench.servers import Engine, bench_settings
-from modelrepo import ModelRepository, load_checked
+from bench.common.batches import BatchRecorder
+from bench.common.load import run_alternating, run_load
+from bench.common.paired import GAP_S, WindowClock, block_differences, median_interval
+from bench.common.raw import newest_encoder, replay_measured
+from bench.common.report import console, make_table
+from bench.common.servers import Engine, bench_settings
+from bench.common.texts import read_texts
 from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from service.background import background_server
 from service.client import EmbeddingClient
-
-console = Console(width=150)
 
 OURS_GOAL_US = 100.0
 """Server CPU per request, minus the engine's and the floor's, at most this."""
@@ -91,28 +86,6 @@ class FloorServer:
         self.loop.close()
 
 
-@dataclass
-class ShapeCounter:
-    """Batch observer counting (batch size, padded length) of every batch formed."""
-
-    shapes: Counter[Shape]
-
-    def on_batch(
-        self, batch_size: int, padded_tokens: int, real_tokens: int, queue_wait_s: Any
-    ) -> None:
-        self.shapes[(batch_size, padded_tokens // batch_size)] += 1
-
-    def on_dropped(self, reason: str, count: int) -> None:
-        pass
-
-    def for_embed(self, batcher: str) -> ShapeCounter | None:
-        """As the server's observer factory: count the embed batches only."""
-        return self if batcher.endswith(" embed") else None
-
-    def on_executed(self, seconds: float) -> None:
-        pass
-
-
 def measured_load(
     target: str, model: str, texts: Path, clients: int, seconds: float
 ) -> dict[str, Any]:
@@ -127,18 +100,6 @@ def measured_load(
 PAIRED_CLIENTS = 16
 """Clients of the alternating windows: word2vec has no batcher, so 16 saturate it as 64 do,
 with less contention between load and server on 2 cores."""
-
-
-def block_differences(order: list[int], values: list[float]) -> list[float]:
-    """Per block of four windows (target 0, 1, 1, 0), the mean of its target-0 values minus
-    the mean of its target-1 values: a drift linear in time cancels within each block."""
-    differences = []
-    for start in range(0, len(values) - 3, 4):
-        if order[start : start + 4] != [0, 1, 1, 0]:
-            raise RuntimeError("windows did not come in served-floor-floor-served blocks")
-        first, floor_a, floor_b, last = values[start : start + 4]
-        differences.append((first + last - floor_a - floor_b) / 2)
-    return differences
 
 
 def paired_ours(
@@ -187,7 +148,7 @@ def bench_floor(
 ) -> dict[str, Any]:
     """The floor, word2vec and each BERT, one after another in this run; then word2vec against
     the floor in ``blocks`` blocks of alternating windows."""
-    sentence = texts.read_text().splitlines()[0]
+    sentence = read_texts(texts)[0]
     rows: list[dict[str, Any]] = []
     with background_server(bench_settings(locations[word2vec], word2vec, engine)) as served:
         with EmbeddingClient(served.target) as client:
@@ -214,16 +175,12 @@ def bench_floor(
             floor.close()
     for name in berts:
         console.print(f"floor: {name} served, then raw at its shapes")
-        counter = ShapeCounter(Counter())
+        recorder = BatchRecorder()
         settings = bench_settings(locations[name], name, engine)
-        with background_server(settings, counter.for_embed) as served:
+        with background_server(settings, recorder.for_embed) as served:
             load = measured_load(served.target, name, texts, clients, seconds)
-        repository = ModelRepository(locations[name])
-        directory = repository.path(name, repository.newest(name) or 1)
-        spec = load_checked(directory)
-        raw = replay_measured(
-            encoder_session(directory, spec, engine), spec, counter.shapes, seconds
-        )
+        session, spec = newest_encoder(locations[name], name, engine)
+        raw = replay_measured(session, spec, recorder.shapes, seconds)
         load["engine_us_per_text"] = raw.cpu_s / max(1, raw.texts) * 1e6
         rows.append({"name": name, **load})
     floor_us = rows[0]["cpu_us_per_request"]
@@ -234,19 +191,18 @@ def bench_floor(
 
 
 def report_floor(result: dict[str, Any]) -> None:
-    table = Table(
-        title="server CPU per request (one text per call) against the bare transport's floor"
+    table = make_table(
+        "server CPU per request (one text per call) against the bare transport's floor",
+        (
+            "server",
+            "requests/s",
+            "server CPU µs/request",
+            "engine µs/text",
+            f"ours µs (goal ≤ {OURS_GOAL_US:.0f})",
+            "p50 ms",
+            "errors",
+        ),
     )
-    for column in (
-        "server",
-        "requests/s",
-        "server CPU µs/request",
-        "engine µs/text",
-        f"ours µs (goal ≤ {OURS_GOAL_US:.0f})",
-        "p50 ms",
-        "errors",
-    ):
-        table.add_column(column)
     for row in result["rows"]:
         ours = row.get("ours_us")
         table.add_row(

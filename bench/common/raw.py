@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.servers import Engine
-from modelrepo import GraphSpec, ModelSpec
+from bench.common.batches import Shape
+from bench.common.models import newest_directory
+from bench.common.servers import Engine
+from modelrepo import GraphSpec, ModelSpec, load_checked
 from service.runtime.session import open_session
-
-Shape = tuple[int, int]  # (batch size, padded length)
-
 
 ELMO_CHARACTERS = 261
 """Character ids of the ELMo biLM: bytes, padding and the word/sentence markers."""
@@ -39,6 +38,14 @@ def encoder_session(
     device (default: CPU, one thread per core)."""
     options = (engine or Engine()).session_options()
     return open_session(directory / embed_graph(spec).file, options)
+
+
+def newest_encoder(root: Path, name: str, engine: Engine) -> tuple[ort.InferenceSession, ModelSpec]:
+    """The served embedding graph of the newest version of ``name`` under ``root``, and its
+    spec: what a section replays once its server is stopped."""
+    directory = newest_directory(root, name)
+    spec = load_checked(directory)
+    return encoder_session(directory, spec, engine), spec
 
 
 def _inputs(shape: Shape, spec: ModelSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:

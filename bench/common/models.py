@@ -53,6 +53,12 @@ def _build_random_bert(models_dir: Path, name: str, config: BertConfig) -> None:
     import_bert(checkpoint, models_dir, name)
 
 
+def newest_directory(root: Path, name: str) -> Path:
+    """The directory of the newest version of ``name`` in the repository at ``root``."""
+    repository = ModelRepository(root)
+    return repository.path(name, repository.newest(name) or 1)
+
+
 RANDOM_BERTS = {BERT_BASE: build_bert_base, BERT_SMALL: build_bert_small}
 
 
@@ -69,8 +75,7 @@ def ensure_precision(
 
     variant = f"{name}-{precision}"
     if ModelRepository(bench_models_dir).newest(variant) is None:
-        repository = ModelRepository(fp32_root)
-        spec = read_spec(repository.path(name, repository.newest(name) or 1))
+        spec = read_spec(newest_directory(fp32_root, name))
         kind, _, checkpoint = spec.source.partition(":")
         if kind != "hf" or not Path(checkpoint).is_dir():
             raise FileNotFoundError(
