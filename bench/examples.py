@@ -116,7 +116,9 @@ def run(examples: Sequence[Example], target: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.examples", description=(__doc__ or "").split("\n\n")[0]
+        allow_abbrev=False,
+        prog="python -m bench.examples",
+        description=(__doc__ or "").split("\n\n")[0],
     )
     parser.add_argument("--target", default="localhost:50051", help="the server, HOST:PORT")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")

@@ -273,7 +273,9 @@ def plot(samples: Sequence[Sample], warmup_s: float, title: str, path: Path) -> 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     summary = (__doc__ or "").split("\n")[0]
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=summary)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m bench.soak", description=summary
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the run")
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--target", default="", help="drive this server instead of starting one")

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     Every subcommand sets ``build`` (arguments → its typed request) and ``func`` (what runs it).
     """
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m export",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -50,7 +50,7 @@ class DefaultsRequest:
 
 def add_commands(commands: Commands) -> None:
     evaluate = commands.add_parser(
-        "evaluate", help="quality of an exported model on held-out sentences"
+        "evaluate", allow_abbrev=False, help="quality of an exported model on held-out sentences"
     )
     evaluate.add_argument("name", nargs="?", help="model name (or use --compare)")
     evaluate.add_argument("--version", type=int, help="version (default: newest)")
@@ -65,7 +65,9 @@ def add_commands(commands: Commands) -> None:
     add_workspace_options(evaluate)
     evaluate.set_defaults(build=evaluation_request, func=run_evaluation)
 
-    defaults = commands.add_parser("defaults", help="build every default model that is missing")
+    defaults = commands.add_parser(
+        "defaults", allow_abbrev=False, help="build every default model that is missing"
+    )
     add_workspace_options(defaults)
     defaults.set_defaults(build=defaults_request, func=build_defaults)
     add_config_command(commands)

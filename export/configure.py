@@ -47,7 +47,9 @@ class ConfigRequest:
 
 def add_config_command(commands: Commands) -> None:
     parser = commands.add_parser(
-        "config", help="set a model's own batching limits or version policy (config.json)"
+        "config",
+        allow_abbrev=False,
+        help="set a model's own batching limits or version policy (config.json)",
     )
     parser.add_argument("name", help="model name in the repository")
     parser.add_argument("--max-batch-size", type=int, help="sequences per batch")

@@ -76,7 +76,9 @@ def expected() -> dict[Path, bytes]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python k8s/sync.py", description=__doc__)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python k8s/sync.py", description=__doc__
+    )
     parser.add_argument("--check", action="store_true", help="report stale files, write none")
     args = parser.parse_args(argv)
     stale = [path for path, content in expected().items() if _read(path) != content]

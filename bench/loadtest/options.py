@@ -84,6 +84,7 @@ class Options:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m bench.loadtest",
         description="Load-test the service with Locust over gRPC and write a report in pictures.",
     )

@@ -55,7 +55,9 @@ BertRequest = BertTrainRequest | BertImportRequest
 
 
 def add_command(commands: Commands) -> None:
-    parser = commands.add_parser("bert", help="train or import a BERT masked LM and export it")
+    parser = commands.add_parser(
+        "bert", allow_abbrev=False, help="train or import a BERT masked LM and export it"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--train", action="store_true", help="train the default small BERT")
     source.add_argument(

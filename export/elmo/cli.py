@@ -48,7 +48,9 @@ ElmoRequest = ElmoTrainRequest | ElmoImportRequest
 
 def add_command(commands: Commands) -> None:
     parser = commands.add_parser(
-        "elmo", help="train an ELMo biLM or import bilm-tf / AllenNLP weights, and export it"
+        "elmo",
+        allow_abbrev=False,
+        help="train an ELMo biLM or import bilm-tf / AllenNLP weights, and export it",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(

@@ -55,7 +55,9 @@ Word2VecRequest = Word2VecTrainRequest | Word2VecImportRequest
 
 def add_command(commands: Commands) -> None:
     parser = commands.add_parser(
-        "word2vec", help="train word2vec with gensim or import the C formats, and export it"
+        "word2vec",
+        allow_abbrev=False,
+        help="train word2vec with gensim or import the C formats, and export it",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(

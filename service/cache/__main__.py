@@ -63,12 +63,15 @@ def flush(url: str, cluster: bool, model: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m service.cache",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    flush_command = commands.add_parser("flush", help="remove cached results from Redis")
+    flush_command = commands.add_parser(
+        "flush", allow_abbrev=False, help="remove cached results from Redis"
+    )
     flush_command.add_argument("--redis-url", required=True, help="as the server's --redis-url")
     flush_command.add_argument("--cluster", action="store_true", help="the URL names a Cluster")
     which = flush_command.add_mutually_exclusive_group(required=True)

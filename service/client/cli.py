@@ -35,6 +35,7 @@ from service.client.sync import EmbeddingClient
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m service.client",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -58,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls-cert-file", default=None, help="PEM client certificate (mTLS)")
     parser.add_argument("--tls-key-file", default=None, help="PEM key of --tls-cert-file")
     commands = parser.add_subparsers(dest="command", required=True)
-    embed = commands.add_parser("embed", help="embed texts and print a summary of each vector")
+    embed = commands.add_parser(
+        "embed", allow_abbrev=False, help="embed texts and print a summary of each vector"
+    )
     embed.add_argument("texts", nargs="+")
     embed.add_argument("--model", required=True)
     embed.add_argument("--version", default="")
@@ -80,22 +83,26 @@ def _parser() -> argparse.ArgumentParser:
         default="float",
         help="how the vectors travel: repeated float, or raw little-endian float32 / float16",
     )
-    fill = commands.add_parser("fill-mask", help="predict the masked words")
+    fill = commands.add_parser("fill-mask", allow_abbrev=False, help="predict the masked words")
     fill.add_argument("texts", nargs="+")
     fill.add_argument("--model", required=True)
     fill.add_argument("--top-k", type=int, default=5)
     fill.add_argument("--cache-policy", choices=sorted(CACHE_POLICIES), default="use")
-    similar = commands.add_parser("similar", help="nearest words (word2vec)")
+    similar = commands.add_parser("similar", allow_abbrev=False, help="nearest words (word2vec)")
     similar.add_argument("positive", nargs="+")
     similar.add_argument("--model", required=True)
     similar.add_argument("--negative", nargs="*", default=[])
     similar.add_argument("--top-k", type=int, default=10)
-    tokenize = commands.add_parser("tokenize", help="show the tokens a model uses")
+    tokenize = commands.add_parser(
+        "tokenize", allow_abbrev=False, help="show the tokens a model uses"
+    )
     tokenize.add_argument("texts", nargs="+")
     tokenize.add_argument("--model", required=True)
-    commands.add_parser("models", help="list the served models")
+    commands.add_parser("models", allow_abbrev=False, help="list the served models")
     health = commands.add_parser(
-        "health", help="the server's health status (exit status 0 only when SERVING)"
+        "health",
+        allow_abbrev=False,
+        help="the server's health status (exit status 0 only when SERVING)",
     )
     health.add_argument("--service", default="")
     return parser
