@@ -30,7 +30,11 @@ from service.metrics import Metrics
 from service.registry.lifecycle import ModelLifecycle
 from service.registry.registry import ModelRegistry
 from service.runtime.session import SessionOptions
+from service.transport.auth import token_file
+from service.transport.gate import ServingGate
 from service.transport.health import DrainingHealthServicer, model_service_name
+from service.transport.http.app import create_http_app
+from service.transport.http.server import HttpServer
 from service.transport.server import SERVICE_NAME, create_health_server, create_server
 from service.transport.servicer import EmbeddingServicer
 
@@ -77,9 +81,19 @@ class Application:
         self.observers = observers
         self.metrics = Metrics() if settings.metrics else None
         self.metrics_port: int | None = None
-        self.servicer = EmbeddingServicer(settings.default_timeout_s, settings.stream_concurrency)
+        self.gate = ServingGate()
+        self.servicer = EmbeddingServicer(
+            self.gate, settings.default_timeout_s, settings.stream_concurrency
+        )
         self.health = DrainingHealthServicer()
-        self.server, self.port = create_server(settings, self.servicer, self.health, self.metrics)
+        tokens = token_file(settings.auth_tokens_file)
+        self.server, self.port = create_server(
+            settings, self.servicer, self.health, self.metrics, tokens
+        )
+        self.http: HttpServer | None = None
+        if settings.http_port is not None:
+            api = create_http_app(self.gate, settings, self.metrics, tokens)
+            self.http = HttpServer(api, settings, settings.grace_period_s)
         self.health_server: grpc.aio.Server | None = None
         self.health_port: int | None = None
         if (health_only := create_health_server(settings, self.health)) is not None:
@@ -109,18 +123,22 @@ class Application:
         if self.health_server is not None:
             await self.health_server.start()
             log.info("health alone on %s:%d (plaintext)", self.settings.host, self.health_port)
+        if self.http is not None:
+            await self.http.start()
+            scheme = "https" if self.settings.tls_cert_file is not None else "http"
+            log.info("HTTP API on %s://%s:%d/v1", scheme, self.settings.host, self.http.port)
         if self.metrics is not None:
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
             log.info("metrics on http://%s:%d/metrics", self.settings.host, self.metrics_port)
 
     async def _publish_health(self) -> None:
         """Health after a change of the served models: "" and the service name SERVING while
-        any model is ready, each model's own name while it is. The servicer gets the embedder
+        any model is ready, each model's own name while it is. The transports get the embedder
         from the first change on (before it, calls hear that models are loading)."""
         embedder = self.embedder
         if embedder is None:
             return
-        self.servicer.embedder = embedder
+        self.gate.embedder = embedder
         ready = embedder.registry.ready_names()
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -191,17 +209,17 @@ class Application:
         log.info("cache: %s", tiers)
 
     async def _drain(self, until: float) -> None:
-        """New API calls get UNAVAILABLE from the servicer while the admitted ones (every
+        """New API calls get UNAVAILABLE from the gate while the admitted ones (every
         method is admitted) finish, and until callers have stopped sending for
         ``DRAIN_QUIET_S``. Waiting for quiet takes at most half of what is left of the grace,
         so callers that keep retrying cannot leave open streams between messages without one."""
-        servicer, embedder = self.servicer, self.embedder
-        servicer.closing = True
-        servicer.refused_at = started = loop_time()
+        gate, embedder = self.gate, self.embedder
+        gate.closing = True
+        gate.refused_at = started = loop_time()
         quiet_until = started + (until - started) / 2
         while loop_time() < until:
             busy = embedder is not None and embedder.busy
-            noisy = loop_time() - servicer.refused_at < DRAIN_QUIET_S
+            noisy = loop_time() - gate.refused_at < DRAIN_QUIET_S
             if not busy and not (noisy and loop_time() < quiet_until):
                 return
             await asyncio.sleep(DRAIN_POLL_S)
@@ -214,7 +232,10 @@ class Application:
         if self.lifecycle is not None:  # nothing new loads or unloads from here on
             await self.lifecycle.halt()
         await self._drain(until)
-        await self.server.stop(max(0.0, until - loop_time()))
+        stopping = [self.server.stop(max(0.0, until - loop_time()))]
+        if self.http is not None:
+            stopping.append(self.http.stop())
+        await asyncio.gather(*stopping)
         if self.health_server is not None:  # answered NOT_SERVING while the API drained
             await self.health_server.stop(None)
         if self.lifecycle is not None:  # versions retired before the signal finish closing

@@ -80,6 +80,19 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 inside a container)")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one)")
+    http_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="also serve the OpenAI-compatible HTTP API (/v1/embeddings, /v1/models, "
+        "/health, /docs) on this port, with the same auth, TLS, limits and cache (0 picks a "
+        "free one; off unless set)",
+    )
+    http_request_timeout_header: str = Field(
+        "x-request-timeout",
+        description="HTTP header a client may set to its deadline in seconds (the gRPC deadline's "
+        "counterpart); without it, default-timeout-s",
+    )
     health_port: int = Field(
         0,
         ge=0,
@@ -259,10 +272,15 @@ class Settings(BaseSettings):
         return NEWEST_ONLY if self.model_control == "poll" else ALL_VERSIONS
 
     @model_validator(mode="after")
-    def _health_port_is_its_own(self) -> Settings:
-        """The health listener needs a port of its own: the gRPC and metrics ports are taken."""
-        if self.health_port and self.health_port in (self.port, self.metrics_port):
-            raise ValueError(f"health-port {self.health_port} is the gRPC or the metrics port")
+    def _ports_are_their_own(self) -> Settings:
+        """Each listener needs a port of its own (0 picks a free one for any of them)."""
+        named = [("port", self.port), ("metrics-port", self.metrics_port)]
+        named += [("health-port", self.health_port), ("http-port", self.http_port or 0)]
+        taken: dict[int, str] = {}
+        for name, port in named:
+            if port and port in taken:
+                raise ValueError(f"{name} {port} is also the {taken[port]}; give each its own")
+            taken.setdefault(port, name)
         return self
 
     @model_validator(mode="after")

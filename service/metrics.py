@@ -10,7 +10,9 @@ Events are recorded where they happen: batch shapes, queue drops and executions 
 batchers' ``BatchObserver`` hooks (``BatcherMetrics``); each request's stages from the same
 ``Timing`` its response carries (``observe_request``); cache lookups through the cache's
 ``CacheObserver`` hooks; request counts, latency and in-flight requests in the gRPC server
-interceptor (``service.transport.interceptors``).
+interceptor (``service.transport.interceptors``) and, for the HTTP API, in its middleware
+(``service.transport.http.middleware``), as a family of its own labelled by endpoint and HTTP
+status. The stage histograms are the same for both transports: the lane records them.
 """
 
 from __future__ import annotations
@@ -64,6 +66,19 @@ class Metrics:
             registry=r,
         )
         stage = ["model", "operation"]
+        self.http_requests = Counter(
+            "embed_http_requests_total",
+            "HTTP API requests by endpoint, model and HTTP status",
+            ["endpoint", "model", "status"],
+            registry=r,
+        )
+        self.http_request_duration = Histogram(
+            "embed_http_request_duration_seconds",
+            "Time from an HTTP API request's arrival to its response, as the server sees it",
+            ["endpoint", "model"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.queue_duration = Histogram(
             "embed_queue_duration_seconds",
             "Per request: the longest wait of its texts for a batch (0 when all were cached)",
@@ -252,6 +267,11 @@ class Metrics:
         self._child(self.inflight, method).dec()
         self._child(self.requests, method, model, code).inc()
         self._child(self.request_duration, method, model).observe(seconds)
+
+    def http_request_finished(self, endpoint: str, model: str, status: int, seconds: float) -> None:
+        self._child(self.inflight, endpoint).dec()
+        self._child(self.http_requests, endpoint, model, str(status)).inc()
+        self._child(self.http_request_duration, endpoint, model).observe(seconds)
 
     # -- cache ------------------------------------------------------------------------------
     def on_lookup(self, tier: str, hits: int, misses: int, errors: int, seconds: float) -> None:

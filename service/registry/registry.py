@@ -39,6 +39,8 @@ class ModelView:
     """The served version described; None when it is not ready."""
     version: int | None = None
     """The version described when it is not ready; None for the model as a whole."""
+    loaded_at: float = 0.0
+    """When the described served version was loaded (Unix seconds; 0 when not ready)."""
 
 
 class ModelRegistry:
@@ -136,7 +138,14 @@ class ModelRegistry:
         versions = tuple(self.versions(name))
         if served is not None:
             reason = summary.reason if summary is not None else ""
-            return ModelView(name, versions, ModelState.READY, reason, runtime=served.runtime)
+            return ModelView(
+                name,
+                versions,
+                ModelState.READY,
+                reason,
+                runtime=served.runtime,
+                loaded_at=served.loaded_at,
+            )
         if summary is None:
             return None
         return ModelView(name, versions, summary.state, summary.reason)

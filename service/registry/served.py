@@ -9,6 +9,7 @@ batcher and no inference thread: their lookups run at once.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,8 @@ class ServedModel:
     once this reaches 0."""
     answered: int = 0
     """Requests this version has finished (answered or failed), since it was loaded."""
+    loaded_at: float = field(default_factory=time.time)
+    """When it was made ready to serve (Unix seconds)."""
 
     @property
     def spec(self) -> ModelSpec:

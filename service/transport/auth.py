@@ -131,10 +131,13 @@ def _refusing(handler: Any, message: str) -> Any:
     return grpc.stream_stream_rpc_method_handler(refuse, **common)
 
 
+def token_file(path: Path | None) -> TokenFile | None:
+    """The server's accepted tokens, shared by every transport (None: calls are open)."""
+    return None if path is None else TokenFile(path)
+
+
 def auth_interceptors(
-    tokens_file: Path | None, exempt: Collection[str]
+    tokens: TokenFile | None, exempt: Collection[str]
 ) -> list[grpc.aio.ServerInterceptor]:
     """The auth interceptor when a token file is configured (else none: calls are open)."""
-    if tokens_file is None:
-        return []
-    return [AuthInterceptor(TokenFile(tokens_file), exempt)]
+    return [] if tokens is None else [AuthInterceptor(tokens, exempt)]

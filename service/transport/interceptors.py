@@ -41,11 +41,19 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def request_id_of(incoming: str | None) -> str:
+    """The caller's request id (cut to ``MAX_REQUEST_ID_CHARS``), or a new one: what every
+    transport echoes and logs."""
+    if incoming:
+        return incoming[:MAX_REQUEST_ID_CHARS]
+    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
+
+
 def _incoming_id(context: Any) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and value:
-            return value[:MAX_REQUEST_ID_CHARS]
-    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
+            return request_id_of(value)
+    return request_id_of(None)
 
 
 @dataclass
@@ -59,6 +67,28 @@ class _Call:
     texts: int = 0
     cached: int = 0
     code: str = "OK"
+
+
+def log_access(
+    method: str, model: str, version: str, code: str, seconds: float, texts: int, cached: int
+) -> None:
+    """One JSON line per request on ``service.access``, for every transport: never a text, a
+    vector or a token."""
+    access_log.info(
+        "%s",
+        json.dumps(
+            {
+                "method": method,
+                "model": model,
+                "version": version,
+                "code": code,
+                "duration_ms": round(seconds * 1000, 3),
+                "texts": texts,
+                "cached": cached,
+                "request_id": request_id.get(),
+            }
+        ),
+    )
 
 
 def _code_name(context: Any, default: str) -> str:
@@ -156,20 +186,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if self.metrics is not None:
             self.metrics.request_finished(call.method, call.model, call.code, seconds)
         if self.write_access_log:
-            access_log.info(
-                "%s",
-                json.dumps(
-                    {
-                        "method": call.method,
-                        "model": call.model,
-                        "version": call.version,
-                        "code": call.code,
-                        "duration_ms": round(seconds * 1000, 3),
-                        "texts": call.texts,
-                        "cached": call.cached,
-                        "request_id": request_id.get(),
-                    }
-                ),
+            log_access(
+                call.method, call.model, call.version, call.code, seconds, call.texts, call.cached
             )
         with contextlib.suppress(ValueError):  # a stream closed from another context
             request_id.reset(token)

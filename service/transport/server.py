@@ -11,7 +11,7 @@ from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from service.config import Settings
 from service.metrics import Metrics
-from service.transport.auth import auth_interceptors
+from service.transport.auth import TokenFile, auth_interceptors
 from service.transport.interceptors import ServiceInterceptor
 from service.transport.servicer import EmbeddingServicer
 from service.transport.tls import server_credentials
@@ -28,11 +28,12 @@ def create_server(
     servicer: EmbeddingServicer,
     health_servicer: health.aio.HealthServicer,
     metrics: Metrics | None = None,
+    tokens: TokenFile | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """An unstarted server with the API, health and reflection, bound to the configured port."""
     interceptor = ServiceInterceptor(
         metrics,
-        servicer.served_models,
+        servicer.gate.known_models,
         settings.access_log,
         id_in_headers=settings.request_id_metadata == "initial",
     )
@@ -40,7 +41,7 @@ def create_server(
         # The first wraps the next: the metrics see (and count) calls that auth refuses.
         interceptors=[
             interceptor,
-            *auth_interceptors(settings.auth_tokens_file, settings.auth_exempt_methods),
+            *auth_interceptors(tokens, settings.auth_exempt_methods),
         ],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, TypeAlias
 
 from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from service.embedder import Embedder
-from service.errors import Unavailable
 from service.transport import codec
+from service.transport.gate import ServingGate
 from service.transport.status import streaming, unary
 from service.transport.streams import in_order
 
@@ -28,30 +27,18 @@ def _deadline(context: Context, default_timeout_s: float) -> float:
 
 
 class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
-    """Answers UNAVAILABLE until the application hands it a warm embedder."""
+    """Answers UNAVAILABLE until the gate has a warm embedder, and once it closes."""
 
-    def __init__(self, default_timeout_s: float = 300.0, stream_concurrency: int = 64) -> None:
-        self.embedder: Embedder | None = None
+    def __init__(
+        self, gate: ServingGate, default_timeout_s: float, stream_concurrency: int
+    ) -> None:
+        self.gate = gate
         self.default_timeout_s = default_timeout_s
         self.stream_concurrency = stream_concurrency
         """Messages of one EmbedStream worked on at once (they batch with each other)."""
-        self.closing = False
-        """Set on shutdown: new calls get UNAVAILABLE while those in flight finish."""
-        self.refused_at = 0.0
-        """Event-loop time of the last call refused because of ``closing``."""
-
-    def served_models(self) -> Collection[str]:
-        """The names of the models known now: served, loading, being built or failed (none
-        until the embedder is warm)."""
-        return () if self.embedder is None else self.embedder.known_models()
 
     def _ready(self) -> Embedder:
-        if self.closing:
-            self.refused_at = asyncio.get_running_loop().time()
-            raise Unavailable("the server is shutting down; retry on another replica")
-        if self.embedder is None:
-            raise Unavailable("models are still loading and warming up; retry in a few seconds")
-        return self.embedder
+        return self.gate.ready()
 
     async def _embed(self, request: pb.EmbedRequest, context: Context) -> pb.EmbedResponse:
         deadline = _deadline(context, self.default_timeout_s)

@@ -1,4 +1,5 @@
-"""The one table from domain errors to gRPC status codes, and the handler wrappers that use it."""
+"""The one table from domain errors to status codes (gRPC's, and the HTTP API's derived from
+them), and the gRPC handler wrappers that use it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ STATUS_OF: dict[type[ServiceError], grpc.StatusCode] = {
     BatchFailed: grpc.StatusCode.UNAVAILABLE,  # one batch failed; the next one may well succeed
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+
+HTTP_STATUS_OF: dict[grpc.StatusCode, tuple[int, str]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
+    grpc.StatusCode.UNAUTHENTICATED: (401, "authentication_error"),
+    grpc.StatusCode.NOT_FOUND: (404, "not_found_error"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
+    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable_error"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error"),
+    grpc.StatusCode.INTERNAL: (500, "server_error"),
+}
+"""Per gRPC status, the HTTP API's status and the error ``type`` of OpenAI's error body."""
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")

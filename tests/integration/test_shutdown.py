@@ -4,13 +4,16 @@ exits 0 in time."""
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import httpx2 as httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from export.word2vec.exporter import import_word2vec
@@ -20,6 +23,31 @@ from tests.word2vec_files import save_c_formats, train_tiny_vectors
 
 GRACE_S = 20.0
 WORKERS = 6
+
+
+def terminate_under_load(
+    server: ServerProcess,
+    load: Callable[[int], None],
+    sent: Callable[[], int],
+    terminated: threading.Event,
+) -> tuple[float, int, float]:
+    """``WORKERS`` threads run ``load(worker)``; once 30 calls were sent, SIGTERM (and
+    ``terminated`` set for the workers), then the exit: (signalled at, exit code, seconds to
+    exit), every worker joined."""
+    workers = [threading.Thread(target=load, args=(worker,)) for worker in range(WORKERS)]
+    for thread in workers:
+        thread.start()
+    while sent() < 30:
+        time.sleep(0.01)
+    assert server.process is not None
+    signalled_at = time.monotonic()
+    server.process.terminate()
+    terminated.set()
+    exit_code = server.process.wait(timeout=GRACE_S + 10)
+    exited_s = time.monotonic() - signalled_at
+    for thread in workers:
+        thread.join(timeout=30)
+    return signalled_at, exit_code, exited_s
 
 
 def test_sigterm_under_load_answers_every_call(imported: dict[str, Path], tmp_path: Path) -> None:
@@ -63,19 +91,10 @@ def test_sigterm_under_load_answers_every_call(imported: dict[str, Path], tmp_pa
 
         watcher = threading.Thread(target=watch_health)
         watcher.start()
-        workers = [threading.Thread(target=load, args=(worker,)) for worker in range(WORKERS)]
-        for thread in workers:
-            thread.start()
-        while len(codes) < 30:
-            time.sleep(0.01)
-        assert server.process is not None
-        signalled_at = time.monotonic()
-        server.process.terminate()
-        terminated.set()
-        exit_code = server.process.wait(timeout=GRACE_S + 10)
-        exited_s = time.monotonic() - signalled_at
-        for thread in [*workers, watcher]:
-            thread.join(timeout=30)
+        signalled_at, exit_code, exited_s = terminate_under_load(
+            server, load, lambda: len(codes), terminated
+        )
+        watcher.join(timeout=30)
 
     counts = Counter(code for _, code, _ in codes)
     ok, unavailable = counts[grpc.StatusCode.OK], counts[grpc.StatusCode.UNAVAILABLE]
@@ -169,3 +188,52 @@ def test_sigterm_during_a_held_most_similar_answers_it_before_exit(tmp_path: Pat
     assert exit_code == 0
     log = (tmp_path / "server.log").read_text()
     assert "shutting down" in log and "stopped" in log
+
+
+HTTP_READY = re.compile(r"HTTP API on http://127\.0\.0\.1:(\d+)/v1$", re.M)
+
+
+def test_sigterm_under_http_load_loses_nothing(imported: dict[str, Path], tmp_path: Path) -> None:
+    """The HTTP API drains like gRPC: every request sent gets 200, or 503 once shutting down
+    (never a dropped connection or another status), and the process exits 0 in time."""
+    log = tmp_path / "server.log"
+    server = ServerProcess(
+        sys.executable,
+        imported["models"],
+        log,
+        args=["--grace-period-s", str(GRACE_S), "--max-batch-size", "2", "--http-port", "0"],
+    ).start()
+    found = HTTP_READY.search(log.read_text())
+    assert found is not None, log.read_text()
+    url = f"http://127.0.0.1:{found.group(1)}/v1/embeddings"
+    with server:
+        statuses: list[tuple[float, int | str]] = []  # (sent at, status or what failed)
+        lock = threading.Lock()
+        terminated = threading.Event()
+
+        def load(worker: int) -> None:
+            with httpx.Client(timeout=30) as http:
+                for number in range(10_000):
+                    texts = [f"worker {worker} call {number} text {i} river bank" for i in range(6)]
+                    sent_at = time.monotonic()
+                    outcome: int | str
+                    try:
+                        outcome = http.post(
+                            url, json={"model": "tiny-mlm", "input": texts}
+                        ).status_code
+                    except httpx.HTTPError as error:
+                        outcome = type(error).__name__
+                    with lock:
+                        statuses.append((sent_at, outcome))
+                    if terminated.is_set() and outcome == 503:
+                        return
+
+        _, exit_code, exited_s = terminate_under_load(
+            server, load, lambda: len(statuses), terminated
+        )
+
+    counts = Counter(outcome for _, outcome in statuses)
+    assert set(counts) <= {200, 503}, counts  # sent = 200 + 503
+    assert counts[503] >= WORKERS  # every worker's first request after the stop was refused
+    assert exit_code == 0 and exited_s < GRACE_S
+    print(f"\nSIGTERM under HTTP load: {len(statuses)} requests, {dict(counts)}")

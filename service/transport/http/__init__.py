@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP API, a second transport over the same embedder as gRPC."""
