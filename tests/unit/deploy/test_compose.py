@@ -78,7 +78,7 @@ def test_every_embed_variable_is_a_setting(compose: dict[str, Any]) -> None:
 def test_the_service_ports_models_and_cache(compose: dict[str, Any]) -> None:
     settings = settings_of(compose)
     server = services(compose)[SERVICE]
-    assert set(published(server)) == {settings.port, settings.metrics_port}
+    assert set(published(server)) == {settings.port, settings.metrics_port, settings.http_port}
     models = mounts(server)[str(settings.models_dir)]
     assert models == df.REPO / "models"
     assert server["read_only"] is True and "/tmp" in server["tmpfs"]

@@ -141,8 +141,9 @@ def test_the_image_serves_as_a_non_root_user_with_a_grpc_healthcheck(image: str)
     assert by_keyword["ENTRYPOINT"] == '["python", "-m", "service"]'
     defaults = Settings.model_fields
     exposed = {int(port) for port in by_keyword["EXPOSE"].split()}
-    assert exposed == {defaults["port"].default, defaults["metrics_port"].default}
     env = by_keyword["ENV"]
+    http_port = int(env.split("EMBED_HTTP_PORT=")[1].split()[0])  # the image turns HTTP on
+    assert exposed == {defaults["port"].default, defaults["metrics_port"].default, http_port}
     assert "EMBED_HOST=0.0.0.0" in env and "EMBED_MODELS_DIR=/models" in env
     assert f"EMBED_DEVICE={'cuda' if image == 'gpu' else 'cpu'}" in env
     # The default target bakes models/ in; `--target serve` leaves /models to a mount.

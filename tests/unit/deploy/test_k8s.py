@@ -183,6 +183,7 @@ def test_probes_and_ports_match_the_settings(rendered: dict[str, Objects], name:
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports["grpc"] == settings.port
     assert ports["metrics"] == settings.metrics_port
+    assert ports["http"] == settings.http_port
     probed = settings.health_port or settings.port
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == probed, (probe, settings.health_port)
@@ -190,7 +191,7 @@ def test_probes_and_ports_match_the_settings(rendered: dict[str, Objects], name:
     assert probed in ports.values()
     service = k8s.one(objects, "Service", "embedding-service")
     targets = {port["name"]: port["targetPort"] for port in service["spec"]["ports"]}
-    assert targets == {"grpc": "grpc", "metrics": "metrics"}
+    assert targets == {"grpc": "grpc", "metrics": "metrics", "http": "http"}
 
 
 @pytest.mark.parametrize("name", WITH_SERVER)
