@@ -18,8 +18,10 @@ misses; "metrics" compares server CPU per word2vec request with metrics on and o
 interleaved windows against two servers kept up side by side; "precision" serves the
 bert-base-shaped model as fp32 and as int8 (fp16 on CUDA) and prints the throughput ratio next
 to the cosine of their embeddings; "stream" drives one EmbedStream with N messages in flight
-against N unary clients; "wire" (CPU only, seconds) times building and reading each vector
-encoding. What they share (load driver, batch recorder, raw replay) is in ``bench.common``.
+against N unary clients; "http" serves the OpenAI-compatible HTTP API beside gRPC and compares
+their texts/s on the same server, and the server CPU per word2vec request of each; "wire" (CPU
+only, seconds) times building and reading each vector encoding. What they share (load driver,
+batch recorder, raw replay) is in ``bench.common``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from bench.sections.batching import bench_batching, report_batching
 from bench.sections.cache import MODEL as CACHE_MODEL
 from bench.sections.cache import bench_cache, report_cache
 from bench.sections.floor import bench_floor, report_floor
+from bench.sections.http import CPU_MODEL as HTTP_CPU_MODEL
+from bench.sections.http import bench_http, report_http
 from bench.sections.metrics import CLIENTS as METRICS_CLIENTS
 from bench.sections.metrics import MODEL as METRICS_MODEL
 from bench.sections.metrics import bench_metrics, report_metrics
@@ -47,7 +51,9 @@ from bench.sections.serving import bench_serving, report_serving
 from bench.sections.stream import bench_stream, report_stream
 from bench.sections.wire import bench_wire, report_wire
 
-SECTIONS = ("serving", "batching", "floor", "cache", "metrics", "precision", "stream", "wire")
+SECTIONS = (
+    "serving", "batching", "floor", "cache", "metrics", "precision", "stream", "http", "wire"
+)  # fmt: skip
 
 
 def require_cuda() -> None:
@@ -61,6 +67,7 @@ def require_cuda() -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -116,6 +123,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="bert",
         help="model of the stream section: one EmbedStream with --clients messages in flight "
         "against --clients unary clients",
+    )
+    parser.add_argument(
+        "--http-models",
+        nargs="*",
+        default=["bert", "bert-base-random"],
+        help="models of the http section: /v1/embeddings against gRPC Embed on one server",
     )
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
@@ -190,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         *([METRICS_MODEL] if metrics else []),
         *([args.precision_model] if "precision" in args.sections else []),
         *([args.stream_model] if "stream" in args.sections else []),
+        *([*args.http_models, HTTP_CPU_MODEL] if "http" in args.sections else []),
     ]
     names = list(dict.fromkeys(wanted))
     locations = ensure_models(names, args.models_dir, args.bench_models_dir)
@@ -268,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
             engine,
         )
         report_stream(results["stream"])
+    if "http" in args.sections:
+        results["http"] = bench_http(
+            locations, args.http_models, texts, args.clients, args.seconds, engine
+        )
+        report_http(results["http"])
     if "wire" in args.sections:
         results["wire"] = bench_wire()
         report_wire(results["wire"])

@@ -10,7 +10,9 @@ the served process's, nor under its GIL). ``bench.common.load`` starts it from a
 is answered, for ``--warmup`` then ``--seconds``; one JSON line: texts answered in the measured
 window, their rate, p50/p99, errors by status, and how many responses (warm-up included) had an
 embedding that was not ``cached``. ``--unique`` makes every text one no cache has seen;
-``--stream`` sends them over one EmbedStream that keeps ``--clients`` messages in flight.
+``--stream`` sends them over one EmbedStream that keeps ``--clients`` messages in flight;
+``--http float|base64`` posts them to the HTTP API's ``/v1/embeddings`` instead (one keep-alive
+connection per caller, each reply read and parsed as a client would).
 
 ``alternate``: one channel per server held open throughout; after a warm-up of each, pairs of
 windows in ABBA order, each preceded by ``--gap`` seconds of the same load untimed. It prints
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import orjson
 
 from bench.common.paired import abba
 from bench.common.stats import latency_summary
@@ -42,6 +45,14 @@ from proto.embedding.v1 import embedding_pb2 as pb
 from service.client import AsyncEmbeddingClient, embed_request
 
 R = TypeVar("R")
+
+
+class HttpFailed(Exception):
+    """An HTTP reply other than 200."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 async def closed_loop(
@@ -69,6 +80,9 @@ async def closed_loop(
                 reply = await call(index)
             except grpc.aio.AioRpcError as error:
                 errors[error.code().name] += 1
+                continue
+            except HttpFailed as error:
+                errors[f"HTTP {error.status}"] += 1
                 continue
             on_reply(reply, now, time.perf_counter())
 
@@ -127,6 +141,51 @@ async def load(
         **latency_summary(latencies, seconds, errors),
         "responses": responses,
         "uncached": uncached,
+    }
+
+
+async def load_http(
+    target: str,
+    model: str,
+    texts: list[str],
+    clients: int,
+    seconds: float,
+    warmup: float,
+    encoding: str,
+) -> dict[str, Any]:
+    """Like ``load``, over the HTTP API: ``POST /v1/embeddings`` with ``encoding_format``."""
+    import aiohttp  # only this mode needs it
+
+    latencies: list[float] = []
+    responses = 0
+    source = text_source(texts, unique=False)
+    url = f"http://{target}/v1/embeddings"
+    measuring_from = time.perf_counter() + warmup
+    until = measuring_from + seconds
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    ) as session:
+
+        async def call(_: int) -> Any:
+            body = {"model": model, "input": [next(source)], "encoding_format": encoding}
+            async with session.post(url, json=body) as reply:
+                data = await reply.read()
+                if reply.status != 200:
+                    raise HttpFailed(reply.status)
+            return orjson.loads(data)
+
+        def replied(reply: Any, sent: float, answered: float) -> None:
+            nonlocal responses
+            responses += 1
+            if sent >= measuring_from:
+                latencies.append(answered - sent)
+
+        errors = await closed_loop(call, clients, until, replied)
+    return {
+        "clients": clients,
+        **latency_summary(latencies, seconds, errors),
+        "responses": responses,
     }
 
 
@@ -210,11 +269,15 @@ async def alternate(
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.common.driver")
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m bench.common.driver")
     modes = parser.add_subparsers(dest="mode", required=True)
-    steady = modes.add_parser("load", help="one server, warm-up then one measured window")
+    steady = modes.add_parser(
+        "load", allow_abbrev=False, help="one server, warm-up then one measured window"
+    )
     steady.add_argument("--target", required=True, metavar="HOST:PORT")
-    alternating = modes.add_parser("alternate", help="windows alternating between two servers")
+    alternating = modes.add_parser(
+        "alternate", allow_abbrev=False, help="windows alternating between two servers"
+    )
     alternating.add_argument("--targets", nargs=2, required=True, metavar="HOST:PORT")
     for mode, clients, seconds, warmup in ((steady, 64, 10.0, 2.0), (alternating, 16, 1.5, 1.0)):
         mode.add_argument("--model", required=True)
@@ -225,6 +288,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     kind = steady.add_mutually_exclusive_group()
     kind.add_argument("--unique", action="store_true", help="every text new to any cache")
     kind.add_argument("--stream", action="store_true", help="one stream, --clients in flight")
+    kind.add_argument(
+        "--http", choices=("float", "base64"), help="the HTTP API, with this encoding_format"
+    )
     alternating.add_argument("--pairs", type=int, default=20)
     alternating.add_argument("--gap", type=float, default=0.2, help="untimed load per window")
     return parser.parse_args(argv)
@@ -239,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         run = alternate(args.targets, *common, args.pairs, args.gap, args.warmup)
     elif args.stream:
         run = stream(args.target, *common, args.warmup)
+    elif args.http:
+        run = load_http(args.target, *common, args.warmup, args.http)
     else:
         run = load(args.target, *common, args.warmup, args.unique)
     print(json.dumps(asyncio.run(run)))

@@ -25,14 +25,17 @@ def run_load(
     seconds: float,
     unique: bool = False,
     stream: bool = False,
+    http: str | None = None,
 ) -> dict[str, Any]:
     """``clients`` unary callers (or, with ``stream``, one EmbedStream with as many messages in
-    flight), one text per call, for a warm-up then ``seconds``; ``unique``: every text new."""
+    flight), one text per call, for a warm-up then ``seconds``; ``unique``: every text new;
+    ``http`` (``float`` or ``base64``): the HTTP API at ``target`` instead."""
     return _driver(
         "load", "--target", target,
         *_load_arguments(model, texts, clients, seconds, WARMUP_S),
         *(["--unique"] if unique else []),
         *(["--stream"] if stream else []),
+        *(["--http", http] if http else []),
     )  # fmt: skip
 
 
