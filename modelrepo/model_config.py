@@ -167,8 +167,9 @@ class ModelConfigReader:
         """What ``describe`` names when a file has no policy (the server's default)."""
         self._read: dict[str, tuple[Signature, ModelConfig]] = {}
 
-    def read(self, name: str) -> ModelConfig:
-        """The model's configuration (empty sections: the server's) as its file says now."""
+    def read(self, name: str, strict: bool = False) -> ModelConfig:
+        """The model's configuration (empty sections: the server's) as its file says now;
+        ``strict``: a malformed file raises ``SpecError`` instead (a start that fails fast)."""
         if self.root is None:
             return ModelConfig()
         path = config_path(self.root / name)
@@ -180,6 +181,8 @@ class ModelConfigReader:
         try:
             config = read_model_config(self.root / name) or ModelConfig()
         except SpecError as error:
+            if strict:
+                raise
             log.error(
                 "refused %s; %s keeps %s", error, name, previous.describe(self.default_policy)
             )

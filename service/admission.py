@@ -5,7 +5,7 @@ refusal is cheap and the drain at shutdown sees every call in progress. A reques
 checked against ``max_texts_per_request`` and ``max_text_chars``; its texts are then held against
 its model's in-flight limit (all versions and operations together) until it is answered, however
 it ends. A stream's messages share a budget of half that limit, so they never refuse each other.
-``refuse_beyond`` is the rule itself, also used by a batcher's own bounded queue.
+The rule itself, ``service.errors.refuse_beyond``, also bounds a batcher's own queue.
 """
 
 from __future__ import annotations
@@ -17,22 +17,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from service.errors import InvalidArgument, Overloaded
-
-
-def refuse_beyond(count: int, held: int, limit: int, what: str, setting: str) -> None:
-    """Refuse ``count`` more texts where ``held`` of ``limit`` are taken: INVALID_ARGUMENT when
-    they could never fit, RESOURCE_EXHAUSTED when they do not fit now."""
-    if count > limit:
-        raise InvalidArgument(
-            f"{count} texts in one request, but {what} holds at most {limit} at once "
-            f"({setting}); split the request"
-        )
-    if held + count > limit:
-        raise Overloaded(
-            f"{what} is full ({held} of {limit} texts held, {count} more asked; {setting}); "
-            "retry with exponential backoff"
-        )
+from service.errors import InvalidArgument, refuse_beyond
 
 
 @dataclass(frozen=True)
@@ -82,13 +67,13 @@ class Admission:
                 )
 
     @contextmanager
-    def hold(self, model: str, count: int) -> Iterator[None]:
-        """Holds ``count`` of the model's in-flight texts while the request runs, or refuses it
-        at once; released however the request ends (result, error, cancellation)."""
+    def hold(self, model: str, count: int, unit: str = "texts") -> Iterator[None]:
+        """Holds ``count`` of the model's in-flight texts (a similarity query counts its
+        words, named ``unit``) while the request runs, or refuses it at once; released however
+        the request ends (result, error, cancellation)."""
         held = self._inflight[model]
-        refuse_beyond(
-            count, held, self.limits.max_inflight_texts, f"{model}'s queue", "max-inflight-texts"
-        )
+        limit = self.limits.max_inflight_texts
+        refuse_beyond(count, held, limit, f"{model}'s queue", "max-inflight-texts", unit)
         self._inflight[model] = held + count
         try:
             yield

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -33,10 +34,11 @@ from service.runtime.session import SessionOptions
 from service.transport.auth import token_file
 from service.transport.gate import ServingGate
 from service.transport.health import DrainingHealthServicer, model_service_name
-from service.transport.http.app import create_http_app
-from service.transport.http.server import HttpServer
 from service.transport.server import SERVICE_NAME, create_health_server, create_server
 from service.transport.servicer import EmbeddingServicer
+
+if TYPE_CHECKING:
+    from service.transport.http.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,10 @@ class Application:
             settings, self.servicer, self.health, self.metrics, tokens
         )
         self.http: HttpServer | None = None
-        if settings.http_port is not None:
+        if settings.http_port is not None:  # FastAPI and uvicorn are imported only then
+            from service.transport.http.app import create_http_app
+            from service.transport.http.server import HttpServer
+
             api = create_http_app(self.gate, settings, self.metrics, tokens)
             self.http = HttpServer(api, settings, settings.grace_period_s)
         self.health_server: grpc.aio.Server | None = None
@@ -139,7 +144,7 @@ class Application:
         if embedder is None:
             return
         self.gate.embedder = embedder
-        ready = embedder.registry.ready_names()
+        ready = embedder.ready_names()
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         await self._set_health(serving if ready else not_serving)
@@ -232,9 +237,10 @@ class Application:
         if self.lifecycle is not None:  # nothing new loads or unloads from here on
             await self.lifecycle.halt()
         await self._drain(until)
-        stopping = [self.server.stop(max(0.0, until - loop_time()))]
+        remaining = max(0.0, until - loop_time())
+        stopping = [self.server.stop(remaining)]
         if self.http is not None:
-            stopping.append(self.http.stop())
+            stopping.append(self.http.stop(remaining))
         await asyncio.gather(*stopping)
         if self.health_server is not None:  # answered NOT_SERVING while the API drained
             await self.health_server.stop(None)

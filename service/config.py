@@ -251,13 +251,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
 
     def batching(self) -> BatchingConfig:
-        """The server's batching limits, which each model's ``config.json`` may override."""
-        return BatchingConfig(
-            max_batch_size=self.max_batch_size,
-            max_batch_tokens=self.max_batch_tokens,
-            max_queue_delay_ms=self.max_queue_delay_ms,
-            max_concurrent_batches=self.max_concurrent_batches,
-        )
+        """The server's batching limits, which each model's ``config.json`` may override. The
+        batchers get no queue bound of their own: ``max_queue_size`` here is the admission
+        limit's default (see ``inflight_limit``), which bounds every model's queues at once."""
+        shared = (name for name in BATCHING_FIELDS if name != "max_queue_size")
+        return BatchingConfig(**{name: getattr(self, name) for name in shared})
 
     @property
     def inflight_limit(self) -> int:
@@ -273,8 +271,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _ports_are_their_own(self) -> Settings:
-        """Each listener needs a port of its own (0 picks a free one for any of them)."""
-        named = [("port", self.port), ("metrics-port", self.metrics_port)]
+        """Each listener needs a port of its own (0 picks a free one for any of them; the
+        metrics port counts only while metrics are served)."""
+        named = [("port", self.port), ("metrics-port", self.metrics_port if self.metrics else 0)]
         named += [("health-port", self.health_port), ("http-port", self.http_port or 0)]
         taken: dict[int, str] = {}
         for name, port in named:

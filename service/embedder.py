@@ -62,6 +62,10 @@ class Embedder:
     def describe(self, name: str, version: str) -> ModelView:
         return self.registry.describe(name, version)
 
+    def ready_names(self) -> set[str]:
+        """Models with a version that answers requests."""
+        return self.registry.ready_names()
+
     def known_models(self) -> set[str]:
         """Models served, loading, being built or failed."""
         return self.registry.states.known
@@ -116,8 +120,9 @@ class Embedder:
         """Nearest words of a static model (gensim's ``most_similar``), answered at once."""
         served = self.resolve(query.model, query.version)
         operation = SimilarityOperation.checked(served, query.positive, query.negative, query.top_k)
-        self.admission.check_count(operation.words, "query words")
-        with self.registry.using(served), self.admission.hold(served.spec.name, operation.words):
+        words = operation.words
+        self.admission.check_count(words, "query words")
+        with self.registry.using(served), self.admission.hold(served.spec.name, words, "words"):
             neighbors, _ = await self.lane.run_step(operation.run)
         return MostSimilarOutcome(neighbors, served.spec.name, served.spec.version)
 

@@ -40,3 +40,21 @@ class BatchFailed(Unavailable):
 
 class DeadlineExceeded(ServiceError):
     """The request's deadline passed before its work could be done."""
+
+
+def refuse_beyond(
+    count: int, held: int, limit: int, what: str, setting: str, unit: str = "texts"
+) -> None:
+    """The one admission rule: refuse ``count`` more ``unit`` where ``held`` of ``limit`` are
+    taken, INVALID_ARGUMENT when they could never fit, RESOURCE_EXHAUSTED when they do not fit
+    now. Used by the server's admission and by a batcher's own bounded queue."""
+    if count > limit:
+        raise InvalidArgument(
+            f"{count} {unit} in one request, but {what} holds at most {limit} at once "
+            f"({setting}); split the request"
+        )
+    if held + count > limit:
+        raise Overloaded(
+            f"{what} is full ({held} of {limit} held, {count} {unit} more asked; {setting}); "
+            "retry with exponential backoff"
+        )

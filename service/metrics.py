@@ -68,14 +68,15 @@ class Metrics:
         stage = ["model", "operation"]
         self.http_requests = Counter(
             "embed_http_requests_total",
-            "HTTP API requests by endpoint, model and HTTP status",
-            ["endpoint", "model", "status"],
+            "HTTP API requests by endpoint (method, e.g. 'POST /v1/embeddings'), model and HTTP "
+            "status (code)",
+            ["method", "model", "code"],
             registry=r,
         )
         self.http_request_duration = Histogram(
             "embed_http_request_duration_seconds",
             "Time from an HTTP API request's arrival to its response, as the server sees it",
-            ["endpoint", "model"],
+            ["method", "model"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
@@ -158,7 +159,10 @@ class Metrics:
             "embed_queue_depth", "Texts waiting for a batch", stage, registry=r
         )
         self.inflight = Gauge(
-            "embed_inflight_requests", "Requests being handled", ["method"], registry=r
+            "embed_inflight_requests",
+            "Requests being handled, by gRPC method or HTTP endpoint",
+            ["method"],
+            registry=r,
         )
         self.dropped = Counter(
             "embed_dropped_items_total",
@@ -247,14 +251,14 @@ class Metrics:
         batched: bool = True,
     ) -> None:
         """A request's stages, from the same ``Timing`` its response carries. A static
-        (``batched=False``) lookup has no queue, tokenizer or pooling stage of its own: only
-        its inference time is recorded."""
+        (``batched=False``) lookup has no queue: its queue wait is not recorded, so the
+        autoscaler's mean queue wait is that of the requests that do queue."""
         child = self._child
         if batched:
             child(self.queue_duration, model, operation).observe(timing.queue_s)
-            child(self.tokenization_duration, model, operation).observe(timing.tokenization_s)
-            child(self.postprocess_duration, model, operation).observe(timing.postprocess_s)
+        child(self.tokenization_duration, model, operation).observe(timing.tokenization_s)
         child(self.inference_duration, model, operation).observe(timing.inference_s)
+        child(self.postprocess_duration, model, operation).observe(timing.postprocess_s)
         if computed:
             child(self.texts, model, operation, "computed").inc(computed)
         if cached:

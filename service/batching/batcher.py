@@ -21,14 +21,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar, cast
 
-from service.admission import refuse_beyond
 from service.batching.calls import BatchTiming, Call, Entry, Outcome, Running, execute_timed
 from service.batching.costs import CostTable
 from service.batching.observers import BatchObserver, TeeObserver
 from service.batching.policy import CostPolicy, policy_for
 from service.batching.selection import LengthBucketQueue
 from service.config import BatchingConfig
-from service.errors import DeadlineExceeded, Unavailable
+from service.errors import DeadlineExceeded, Unavailable, refuse_beyond
 
 logger = logging.getLogger(__name__)
 

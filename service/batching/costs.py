@@ -3,11 +3,9 @@ predictor for any shape.
 
 Filling every batch to its size limit is not always right: on a CPU the engine may run a padded
 batch of 32 slower per text than 32 batches of one. The table records seconds per batch on a grid
-of batch sizes x padded lengths, measured on the engine itself (``measure_embed_costs``: the
-served runtime's own ``embed_batch`` on synthetic batches, within a budget of a few seconds), so
-the batcher can choose shapes by their predicted cost instead of by size alone (see ``policy``).
-Fill-mask batches keep filling to the limits: they are rare next to embeddings, and their cost
-(the head at the masks) is another table's worth of warm-up.
+of batch sizes x padded lengths, measured on the engine itself (``measure_cost_table``, which
+the registry runs on a served runtime's own ``embed_batch`` at warm-up), so the batcher can
+choose shapes by their predicted cost instead of by size alone (see ``policy``).
 
 Between grid points the predictor interpolates bilinearly in log space (cost is close to a power
 law in each axis, so this is exact for ``a * batch**p * length**q`` and monotone whenever the grid
@@ -20,19 +18,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import logging
 import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
-
-from service.config import BatchingConfig
-from service.domain import EmbedOptions, Pooling
-from service.runtime.base import Runtime
-
-log = logging.getLogger(__name__)
 
 RunBatch = Callable[[int, int], None]
 """Runs the engine once on a synthetic batch of ``batch_size`` sequences of ``length`` tokens."""
@@ -280,48 +271,3 @@ def _complete(
             row.append(seconds)
         grid.append(row)
     return CostTable(sizes, widths, tuple(tuple(row) for row in grid), frozenset(estimated))
-
-
-PROBE_WORD = "the"
-"""A word every vocabulary has as one token: the probe's text is this word repeated."""
-
-
-def embed_probe(runtime: Runtime) -> RunBatch:
-    """``run(batch_size, length)``: the runtime's own ``embed_batch`` (the graph and the pooling)
-    on ``batch_size`` copies of one text cut to ``length`` tokens, at the model's default layers
-    (what a default request costs the inference thread)."""
-    spec = runtime.spec
-    options = EmbedOptions(Pooling.MEAN, layers=spec.default_layers, truncate=True)
-    text = " ".join([PROBE_WORD] * spec.max_sequence_length)
-    longest = runtime.prepare_embed([text], options)[0]
-
-    def run(batch_size: int, length: int) -> None:
-        markers = len(longest.ids) - len(longest.tokens)  # ELMo's <S> and </S>; BERT's none
-        tokens = longest.tokens[: max(1, length - markers)]
-        item = replace(longest, ids=longest.ids[:length], tokens=tokens)
-        runtime.embed_batch([item] * batch_size)
-
-    return run
-
-
-def measure_embed_costs(
-    runtime: Runtime, config: BatchingConfig, budget_s: float
-) -> CostTable | None:
-    """The embed batcher's cost table, measured within ``budget_s`` (None: nothing measured)."""
-    spec = runtime.spec
-    sizes, lengths = cost_grid(
-        config.max_batch_size, config.max_batch_tokens, spec.max_sequence_length
-    )
-    table = measure_cost_table(
-        embed_probe(runtime),
-        sizes,
-        lengths,
-        budget_s=budget_s,
-        max_batch_tokens=config.max_batch_tokens,
-    )
-    label = f"{spec.name}/{spec.version}"
-    if table is None:
-        log.warning("%s: no batch could be timed within %.1f s; batches fill up", label, budget_s)
-    else:
-        log.info("%s embed cost table: %s", label, table.describe())
-    return table

@@ -35,8 +35,9 @@ from modelrepo.model_config import VersionPolicy
 from service.batching import ObserverFactory
 from service.batching.limits import ModelBatching
 from service.metrics import Metrics
+from service.registry.probe import measure_costs
 from service.registry.registry import ModelRegistry
-from service.registry.served import ServedModel, measure_costs, serve
+from service.registry.served import ServedModel, serve
 from service.registry.states import ModelState
 from service.runtime.base import Runtime
 from service.runtime.loader import load_runtime
@@ -184,8 +185,9 @@ class ModelLifecycle:
 
         A root that goes away while models are served (a volume being remounted, a directory
         being swapped) is an error to retry, not an empty repository: what is served stays.
-        Failing fast, a model named but missing and a repository with nothing to serve are
-        errors, and the builder's markers are not read (nothing would load them later)."""
+        Failing fast, a model named but missing, a malformed ``config.json`` and a repository
+        with nothing to serve are errors, and the builder's markers are not read (nothing would
+        load them later)."""
         if not self.root.is_dir() and self.registry.ready_names():
             raise FileNotFoundError(f"{self.root} is not a directory now; keeping what is served")
         repository = ModelRepository(self.root)
@@ -197,8 +199,9 @@ class ModelLifecycle:
                     f"{self.root}: no model named {missing} (the repository has {available})"
                 )
         on_disk = {name: repository.versions(name) for name in available if self._watched(name)}
+        configs = self.batching.configs
         policies = {
-            name: self.batching.configs.read(name).version_policy or self.default_policy
+            name: configs.read(name, strict=fail_fast).version_policy or self.default_policy
             for name in on_disk
         }
         wanted = {

@@ -8,6 +8,7 @@ batcher and no inference thread: their lookups run at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,6 @@ from typing import Any
 
 from modelrepo import ModelSpec
 from service.batching import BatcherKey, CostTable, DynamicBatcher, ObserverFactory
-from service.batching.costs import measure_embed_costs
 from service.batching.limits import ModelBatching
 from service.cache.keys import graph_fingerprint
 from service.runtime.base import FillMaskRuntime, Runtime, item_length
@@ -80,24 +80,14 @@ class ServedModel:
             await batcher.start()
 
     async def stop(self, grace: float | None) -> None:
-        """Finish queued work (within ``grace``); then ``close``."""
-        for batcher in self.batchers.values():
-            await batcher.stop(grace)
+        """Finish queued work (within ``grace``, every batcher at once); then ``close``."""
+        await asyncio.gather(*(batcher.stop(grace) for batcher in self.batchers.values()))
 
     def close(self) -> None:
         """Release a version whose batchers have stopped: its inference thread, then sessions."""
         if self.inference_thread is not None:
             self.inference_thread.shutdown(wait=True)
         self.runtime.close()
-
-
-def measure_costs(runtime: Runtime, batching: ModelBatching) -> CostTable | None:
-    """The embed cost table of a warmed-up runtime, timed now (blocks for the budget: run it
-    off the event loop), or None where batches fill to the limits."""
-    name = runtime.spec.name
-    if not runtime.batched or not batching.measures(name):
-        return None
-    return measure_embed_costs(runtime, batching.limits(name), batching.budget_s)
 
 
 def serve(
@@ -108,13 +98,13 @@ def serve(
 ) -> ServedModel:
     """A loaded, warmed-up version with its batchers (not started yet)."""
     spec = runtime.spec
+    if not runtime.batched:  # static lookups: no queue, no thread, never cached
+        return ServedModel(runtime)
     operations = [EMBED, FILL_MASK] if spec.supports("fill_mask") else [EMBED]
     fingerprints = {
         operation: graph_fingerprint(spec, runtime.graph_roles[operation])
         for operation in operations
     }
-    if not runtime.batched:
-        return ServedModel(runtime, fingerprints=fingerprints)
     label = f"{spec.name}/{spec.version}"
     log.info("%s batching: %s", label, batching.describe(spec.name))
     limits = batching.limits(spec.name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from service.client import EmbeddingClient, vectors
 from tests.certs import CertificateAuthority
 from tests.integration.harness import ServerThread, running_server
 from tests.integration.test_metrics import settled, value
+from tests.integration.test_model_control import publish_copy
 
 MODEL = "tiny-mlm"
 TEXTS = ["the river bank", "a fine day at the mill , and then the bank", "bank"]
@@ -99,6 +101,21 @@ def test_models_are_listed_and_described(client: OpenAI) -> None:
         client.models.retrieve("no-such-model")
     with pytest.raises(openai.NotFoundError, match="not served"):
         client.embeddings.create(model="no-such-model", input=TEXTS)
+
+
+def test_each_model_is_listed_once_by_its_newest_version(
+    imported: dict[str, Path], tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(imported["models"], models)
+    publish_copy(models, imported["models"] / MODEL / "1", MODEL, 2)
+    with running_server(models, http_port=0) as server:
+        client = OpenAI(base_url=base_url(server) + "/v1", api_key="none", max_retries=0)
+        listed = list(client.models.list())
+        assert sorted(model.id for model in listed) == ["tiny-encoder", "tiny-mlm"]
+        (mlm,) = [model for model in listed if model.id == MODEL]
+        info: dict[str, Any] = mlm.info  # type: ignore[attr-defined]
+        assert (info["version"], info["versions"]) == ("2", ["1", "2"])
 
 
 @pytest.mark.parametrize(
@@ -224,7 +241,7 @@ def test_requests_are_counted_and_logged_with_their_id(
     http_server: ServerThread, client: OpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="service.access")
-    labels = {"endpoint": "POST /v1/embeddings", "model": MODEL, "status": "200"}
+    labels = {"method": "POST /v1/embeddings", "model": MODEL, "code": "200"}
     before = settled(http_server, "embed_http_requests_total", 0, **labels)
     reply = httpx.post(
         base_url(http_server) + "/v1/embeddings",
@@ -270,6 +287,9 @@ def test_bearer_tokens_and_tls_are_the_grpc_ports(
         assert len(answer.data) == 3
         missing = http.post(url + "/embeddings", json={"model": MODEL, "input": TEXTS})
         assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
+        # Refused before any of its body is read or judged: not 415 for a caller with no token.
+        untyped = http.post(url + "/embeddings", content=b"x", headers={"content-type": "text/x"})
+        assert untyped.status_code == 401
         assert http.get(base_url(server, "https") + "/health").status_code == 200  # no token
         with pytest.raises(httpx.ConnectError):
             httpx.get(base_url(server, "https") + "/health")  # not trusted without the CA

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
-from modelrepo import SPEC_FILE, read_spec
+from modelrepo import SPEC_FILE, SpecError, read_spec
 from modelrepo.building import mark_building
 from modelrepo.model_config import CONFIG_FILE, ModelConfig, VersionPolicy, write_model_config
 from proto.embedding.v1 import embedding_pb2 as pb
@@ -262,6 +262,14 @@ def test_empty_repository_starts_and_serves_the_first_model(
 
 def test_empty_repository_without_polling_still_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="holds no models"), running_server(tmp_path / "none"):
+        pass
+
+
+def test_a_bad_config_stops_a_start_without_polling(repository: Path) -> None:
+    """Without polling the set is fixed at start: a policy that cannot be read must not fall
+    back to serving every version."""
+    (repository / MODEL / CONFIG_FILE).write_text('{"version_policy": {"newest": 1}}')
+    with pytest.raises(SpecError, match=CONFIG_FILE), running_server(repository):
         pass
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx2 as httpx
 import pytest
 
 from service.background import BackgroundServer
@@ -28,6 +29,18 @@ MEAN_EMBED_QUEUE = (
     "sum(rate(embed_queue_duration_seconds_sum{operation='embed'}[1m]))"
     " / sum(rate(embed_queue_duration_seconds_count{operation='embed'}[1m]))"
 )
+
+
+def http_traffic(server: BackgroundServer) -> None:
+    """Requests to the HTTP API: answered, refused as the client's fault, and one model
+    described."""
+    assert server.app.http is not None
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.app.http.port}", timeout=30) as http:
+        for number in range(10):
+            body = {"model": MODELS[number % 2], "input": [f"an http text {number}"]}
+            assert http.post("/v1/embeddings", json=body).status_code == 200
+            assert http.post("/v1/embeddings", json={"model": "x"}).status_code == 400
+        assert http.get(f"/v1/models/{MODELS[0]}").status_code == 200
 
 
 async def traffic(target: str, rounds: int) -> list[float]:
@@ -77,7 +90,8 @@ def observed(
     imported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[BackgroundServer, PrometheusServer, Any]]:
     """A server (cache on, its Redis tier pointed at a port nothing listens on, so the Redis
-    error series exist), scraped every second by Prometheus while traffic flows for ~8 s."""
+    error series exist; the HTTP API on), scraped every second by Prometheus while traffic
+    flows for ~8 s."""
     directory = tmp_path_factory.mktemp("prometheus")
     with running_server(
         imported["models"],
@@ -86,11 +100,13 @@ def observed(
         redis_timeout_ms=20,
         max_queue_delay_ms=5,
         max_batch_size=8,
+        http_port=0,
     ) as server:
         target = f"127.0.0.1:{server.app.metrics_port}"
         assert server.app.metrics is not None
         with PrometheusServer(directory, target) as prometheus:
             queue_us = asyncio.run(traffic(server.target, rounds=30))
+            http_traffic(server)
             time.sleep(2.5)  # two more scrapes: Prometheus has seen every request so far
             mean_queue = prometheus.query(MEAN_EMBED_QUEUE)
             asyncio.run(overload(server.target, server.app.metrics))

@@ -47,7 +47,7 @@ from service.transport.status import HTTP_STATUS_OF, status_of
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-OPEN_PATHS = ("/health", "/docs", "/openapi.json")
+OPEN_PATHS = ("/health", "/docs", "/docs/oauth2-redirect", "/openapi.json")
 """Answered without a token: probes and the API's own description."""
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": kind}
@@ -107,7 +107,8 @@ def create_http_app(
     gate: ServingGate, settings: Settings, metrics: Metrics | None, tokens: TokenFile | None
 ) -> Any:
     """The ASGI application: the routes, wrapped in their middleware (outermost first: request
-    log, body limit, JSON only, bearer token)."""
+    log, bearer token, body limit, JSON only), so a caller without a token is refused before
+    any of its body is read."""
     api = FastAPI(
         title="Embedding service",
         summary="OpenAI-compatible embeddings over the service's models, cache and batching",
@@ -150,9 +151,11 @@ def create_http_app(
         query = body.query()
         request.state.texts = len(query.texts)
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())) as limit:
                 outcome = await embedder.embed(query, deadline)
         except TimeoutError as error:
+            if not limit.expired():
+                raise
             raise DeadlineExceeded(
                 "the deadline passed before the embeddings were computed; allow a longer one "
                 f"({header}) or retry when the service is less loaded"
@@ -177,15 +180,14 @@ def create_http_app(
     async def health() -> Response:
         """200 while some model serves; 503 while none does, or once shutting down."""
         embedder = gate.embedder
-        serving = not gate.closing and embedder is not None and embedder.registry.ready_names()
+        serving = not gate.closing and embedder is not None and embedder.ready_names()
         status = "serving" if serving else "shutting down" if gate.closing else "not serving"
         body = orjson.dumps({"status": status})
         return Response(body, status_code=200 if serving else 503, media_type=JSON)
 
     api.openapi_schema = _without_validation_errors(api.openapi())
-    app: Any = api
+    routes: Any = api
+    app: Any = BodyLimit(JsonBody(routes), settings.max_message_bytes)
     if tokens is not None:
         app = BearerAuth(app, tokens, OPEN_PATHS)
-    app = JsonBody(app)
-    app = BodyLimit(app, settings.max_message_bytes)
     return RequestLog(app, metrics, gate.known_models, settings.access_log)

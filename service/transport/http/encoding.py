@@ -59,5 +59,16 @@ def model_object(view: ModelView) -> dict[str, Any]:
 
 
 def model_list(views: list[ModelView]) -> bytes:
-    """A ``ModelList`` of every model the server knows, ready or not."""
-    return orjson.dumps({"object": "list", "data": [model_object(view) for view in views]})
+    """A ``ModelList`` of every model the server knows, ready or not, each once: a model with
+    several served versions by its newest (``info.versions`` lists them all), as a request
+    without a version gets it."""
+    newest: dict[str, ModelView] = {}
+    for view in views:
+        known = newest.get(view.name)
+        if known is None or _version(view) > _version(known):
+            newest[view.name] = view
+    return orjson.dumps({"object": "list", "data": [model_object(v) for v in newest.values()]})
+
+
+def _version(view: ModelView) -> int:
+    return view.runtime.spec.version if view.runtime is not None else -1

@@ -84,13 +84,14 @@ class RequestLog:
         endpoint = endpoint_label(scope["method"], scope["path"])
         state: dict[str, Any] = scope.setdefault(STATE, {})
         status = 500
+        answered = False
 
         async def noted(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 headers = list(message.get("headers", ()))
-                headers.append((REQUEST_ID_HEADER.encode(), echoed.encode()))
+                headers.append((REQUEST_ID_HEADER.encode(), echoed.encode("latin-1", "replace")))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -98,6 +99,11 @@ class RequestLog:
             self.metrics.request_started(endpoint)
         try:
             await self.app(scope, receive, noted)
+        except Exception:
+            if not answered:  # nothing was sent: answer 500, and let the server log it
+                raise
+            # Starlette re-raises what its error handler already answered (and logged): the
+            # connection stays open and the error is not logged twice.
         finally:
             model = self._model_label(state.get("model"))
             seconds = time.perf_counter() - started

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from typing import Any
 import uvicorn
 
 from service.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 class HttpServer:
@@ -44,6 +47,7 @@ class HttpServer:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=max(1, round(grace_s)),
+            ws="none",  # no websocket routes: nothing to upgrade to
             **tls,
         )
         self.socket = _bind(settings.host, settings.http_port)
@@ -60,13 +64,18 @@ class HttpServer:
                 raise RuntimeError("the HTTP API stopped while starting")
             await asyncio.sleep(0.005)
 
-    async def stop(self) -> None:
-        """Stop accepting, let requests in flight finish (at most the grace), close."""
+    async def stop(self, remaining_s: float) -> None:
+        """Stop accepting, let requests in flight finish (at most ``remaining_s``, what is
+        left of the grace), close. A failure of the server itself is logged: shutdown goes on."""
         if self._serving is None:
             self.socket.close()
             return
+        self.config.timeout_graceful_shutdown = max(0, int(remaining_s))
         self.server.should_exit = True
-        await self._serving
+        try:
+            await self._serving
+        except Exception:
+            log.exception("the HTTP API failed while stopping")
 
 
 class _Server(uvicorn.Server):

@@ -32,6 +32,8 @@ INSTALL = (
 RECORDS = [
     "embed:requests:rate1m",
     "embed:error_ratio:rate1m",
+    "embed:http_requests:rate1m",
+    "embed:http_error_ratio:rate1m",
     "embed:request_duration_seconds:p50",
     "embed:request_duration_seconds:p95",
     "embed:request_duration_seconds:p99",
@@ -42,6 +44,7 @@ RECORDS = [
 # name: (comparison, threshold, for)
 ALERTS = {
     "EmbedHighErrorRatio": (">", 0.05, "5m"),
+    "EmbedHttpHighErrorRatio": (">", 0.05, "5m"),
     "EmbedQueueWaitAboveSLO": (">", 0.1, "5m"),
     "EmbedCacheErrors": (">", 0.0, "5m"),
     "EmbedModelNotReady": ("==", 0.0, "1m"),
@@ -76,6 +79,7 @@ TOPICS: dict[str, tuple[str, set[str], tuple[str, ...]]] = {
     ),
     "queue depth": (r"queue depth", {"embed_queue_depth"}, ()),
     "in-flight requests": (r"in-flight", {"embed_inflight_requests"}, ()),
+    "HTTP API requests by status": (r"http api", {"embed_http_requests_total"}, ("by (code)",)),
     "load ratio": (
         r"load ratio",
         {"embed_request_duration_seconds_sum", "embed_inference_duration_seconds_sum"},
