@@ -19,6 +19,7 @@ from modelrepo.repository import (
     write_spec,
     write_validation,
 )
+from modelrepo.sentence import DenseLayer, SentenceHead
 from modelrepo.validation import (
     VALIDATION_FORMAT,
     CheckResult,
@@ -35,10 +36,12 @@ __all__ = [
     "VALIDATION_FILE",
     "VALIDATION_FORMAT",
     "CheckResult",
+    "DenseLayer",
     "GraphSpec",
     "GraphValidation",
     "ModelRepository",
     "ModelSpec",
+    "SentenceHead",
     "ShapeRun",
     "SpecError",
     "TensorSpec",

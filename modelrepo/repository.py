@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelrepo.rebuild import rebuild_command
+from modelrepo.sentence import SentenceHead
 from modelrepo.validation import ValidationReport, upgrade_v1
 
 FORMAT_VERSION = 1
@@ -88,7 +89,7 @@ class ModelSpec(_Frozen):
     hidden_size: int = Field(ge=1)
     num_layers: int = Field(ge=0, description="layers a request may choose besides layer 0")
     default_layers: tuple[int, ...]
-    default_pooling: Literal["cls", "mean", "max", "none"]
+    default_pooling: Literal["cls", "mean", "max", "mean_sqrt_len", "none"]
     max_sequence_length: int = Field(ge=1, description="tokens per text, special tokens included")
     special_tokens: dict[str, str] = Field(default_factory=dict)
     special_token_ids: dict[str, int] = Field(default_factory=dict)
@@ -105,7 +106,16 @@ class ModelSpec(_Frozen):
     file_checksums: dict[str, str] = Field(
         default_factory=dict, description="sha256 of every artifact file, by relative path"
     )
+    sentence: SentenceHead = Field(
+        default_factory=SentenceHead,
+        description="the embedding beyond pooling (sentence-transformers' pipeline, if any)",
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def output_dim(self) -> int:
+        """The dimension of the vectors this model serves (after its Dense layers, if any)."""
+        return self.sentence.output_dim(self.hidden_size)
 
     @field_validator("name")
     @classmethod
@@ -234,9 +244,9 @@ def read_validation(directory: Path) -> ValidationReport:
 def load_checked(directory: Path, verify_checksums: bool = True) -> ModelSpec:
     """Read a version directory and check it against its own spec before anything is served.
 
-    Checks: the spec parses; name and version match the directory; every declared graph and
-    tokenizer file exists; every artifact matches its recorded checksum; the validation report
-    exists and says the export passed.
+    Checks: the spec parses; name and version match the directory; every declared graph,
+    tokenizer and Dense weight file exists; every artifact matches its recorded checksum; the
+    validation report exists and says the export passed.
     """
     spec = read_spec(directory)
     where = directory / SPEC_FILE
@@ -246,7 +256,11 @@ def load_checked(directory: Path, verify_checksums: bool = True) -> ModelSpec:
             f"{directory.parent.name}/{directory.name}"
         )
     rebuild = f"rebuild it with `{rebuild_command(spec, directory)}`"
-    declared = [graph.file for graph in spec.graphs.values()] + list(spec.tokenizer_files)
+    declared = [
+        *(graph.file for graph in spec.graphs.values()),
+        *spec.tokenizer_files,
+        *spec.sentence.files,
+    ]
     for relative in declared:
         if not (directory / relative).is_file():
             expected = spec.file_checksums.get(relative, "none recorded")

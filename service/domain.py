@@ -22,6 +22,7 @@ class Pooling(enum.Enum):
     CLS = "cls"
     MEAN = "mean"
     MAX = "max"
+    MEAN_SQRT_LEN = "mean_sqrt_len"
     NONE = "none"
 
 
@@ -43,6 +44,10 @@ class EmbedOptions:
     normalize: bool = False
     truncate: bool = False
     skip_unknown: bool = False
+    prompt_name: str = ""
+    """A prompt of the model's, put before each text; empty: none."""
+    dimensions: int = 0
+    """The first this many values of each vector (0: all)."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +60,14 @@ class EmbedQuery:
     pooling: Pooling | None = None
     layers: tuple[int, ...] = ()
     layer_weights: tuple[float, ...] = ()
-    normalize: bool = False
+    normalize: bool | None = None
+    """None: the model's default."""
     truncate: bool = False
     skip_unknown: bool = False
     cache_policy: CachePolicy = CachePolicy.USE
+    prompt_name: str = ""
+    """Empty: the model's default prompt, if it has one."""
+    dimensions: int = 0
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,17 @@ class EmbedSupport:
     refused_layer_weights: str = ""  # why layer_weights is refused; empty when it is accepted
 
 
+def vector_dim(spec: ModelSpec, pooling: Pooling) -> int:
+    """The length of the model's vectors: token vectors (no pooling) are the encoder's, pooled
+    ones go through its Dense layers, if it has any."""
+    return spec.hidden_size if pooling is Pooling.NONE else spec.output_dim
+
+
+def served_dim(spec: ModelSpec, options: EmbedOptions) -> int:
+    """The length of each vector answered with ``options``: cut to ``dimensions`` if asked."""
+    return options.dimensions or vector_dim(spec, options.pooling)
+
+
 def resolve_embed_options(
     spec: ModelSpec, query: EmbedQuery, support: EmbedSupport
 ) -> EmbedOptions:
@@ -240,11 +260,27 @@ def resolve_embed_options(
         chosen: tuple[int, ...] = ()
     else:
         chosen = tuple(dict.fromkeys(layers)) if layers else spec.default_layers
+    head = spec.sentence
+    prompt_name = query.prompt_name or head.default_prompt_name or ""
+    if prompt_name and prompt_name not in head.prompts:
+        offered = sorted(head.prompts) or "none"
+        raise InvalidArgument(
+            f"prompt_name {prompt_name[:40]!r} is not a prompt of {spec.name}; its prompts: "
+            f"{offered}"
+        )
+    dim = vector_dim(spec, pooling)
+    if query.dimensions > dim:
+        raise InvalidArgument(
+            f"dimensions is {query.dimensions}, but {spec.name} answers {dim} values; ask for "
+            f"at most {dim} (0: all)"
+        )
     return EmbedOptions(
         pooling=pooling,
         layers=chosen,
         layer_weights=layer_weights,
-        normalize=query.normalize,
+        normalize=head.normalize if query.normalize is None else query.normalize,
         truncate=query.truncate,
         skip_unknown=query.skip_unknown,
+        prompt_name=prompt_name,
+        dimensions=query.dimensions,
     )

@@ -24,6 +24,7 @@ from service.domain import (
     Timing,
     TokenizeOutcome,
     resolve_embed_options,
+    served_dim,
 )
 from service.lane import Lane
 from service.operations import (
@@ -94,7 +95,8 @@ class Embedder:
         results, timing = await self._admitted(
             served, operation, query.texts, query.cache_policy, started, deadline
         )
-        return EmbedOutcome(results, runtime.dim, served.spec.name, served.spec.version, timing)
+        dim = served_dim(served.spec, options)
+        return EmbedOutcome(results, dim, served.spec.name, served.spec.version, timing)
 
     async def fill_mask(self, query: FillMaskQuery, deadline: float | None) -> FillMaskOutcome:
         started = time.perf_counter()

@@ -75,7 +75,13 @@ POOLINGS = {
     "cls": pb.POOLING_CLS,
     "mean": pb.POOLING_MEAN,
     "max": pb.POOLING_MAX,
+    "mean_sqrt_len": pb.POOLING_MEAN_SQRT_LEN,
     "none": pb.POOLING_NONE,
+}
+NORMALIZATIONS = {
+    "default": pb.NORMALIZATION_UNSPECIFIED,
+    "on": pb.NORMALIZATION_ON,
+    "off": pb.NORMALIZATION_OFF,
 }
 WEIGHTS = {
     "embed_short": 6,
@@ -93,6 +99,14 @@ def _arguments(parser: Any) -> None:
     add("--model", default="bert", help="model for Embed and FillMask")
     add("--similar-model", default="", help="word2vec model for MostSimilar (off when empty)")
     add("--pooling", default="default", choices=sorted(POOLINGS), help="Embed pooling")
+    add(
+        "--normalize",
+        default="default",
+        choices=sorted(NORMALIZATIONS),
+        help="Embed normalisation (default: the model's)",
+    )
+    add("--prompt-name", default="", help="Embed prompt, one of the model's (default: its own)")
+    add("--dimensions", type=int, default=0, help="Embed: keep the first N values (0: all)")
     add("--texts-per-request", type=int, default=1, help="texts in each Embed/FillMask call")
     add("--long-sentences", type=int, default=4, help="sentences in a long text")
     add("--repeat-ratio", type=float, default=0.5, help="share of texts sent before (cache)")
@@ -350,6 +364,9 @@ class EmbeddingUser(User):
             model=self.options.model,
             texts=[text() for _ in range(self._per_request)],
             pooling=POOLINGS[self.options.pooling],
+            normalization=NORMALIZATIONS[self.options.normalize],
+            prompt_name=self.options.prompt_name,
+            dimensions=self.options.dimensions,
             truncate=True,
         )
 

@@ -7,12 +7,14 @@
 - ``<model>:<version>``: the served model name and version number.
 - ``<operation>``: ``embed`` or ``fill_mask``.
 - ``<fingerprint>``: 16 hex digits of a SHA-256 over the checksums (``spec.json``'s
-  ``file_checksums``) of the graph that computes the result and of the tokenizer files, and
+  ``file_checksums``) of the graph that computes the result, of the tokenizer files and of
+  any Dense layer weights (an imported sentence-transformers head), and
   over the rest of ``spec.json`` (``spec_digest``). An int8 or fp16 graph of the same weights,
   or a re-export, gets other keys, so it never serves vectors of another graph. A change to how
   the server computes results from the same graph bumps ``KEY_FORMAT``.
 - ``<options>``: 16 hex digits of a SHA-256 over every option that changes the result (pooling,
-  layers, layer weights, normalize, truncate, skip_unknown; top_k for fill-mask).
+  layers, layer weights, normalize, truncate, skip_unknown, prompt name, dimensions; top_k for
+  fill-mask).
 - ``<text>``: the SHA-256 of the exact text (UTF-8), all 64 hex digits.
 
 Keys carry no ``{hash tag}``, so on a Redis Cluster they spread over every shard.
@@ -102,9 +104,9 @@ def spec_digest(spec: ModelSpec) -> str:
 
 
 def graph_fingerprint(spec: ModelSpec, graph_role: str) -> str:
-    """The fingerprint of the graph ``graph_role`` of ``spec``, of its tokenizer files and of
-    the rest of its ``spec.json``."""
-    files = [spec.graph(graph_role).file, *spec.tokenizer_files]
+    """The fingerprint of the graph ``graph_role`` of ``spec``, of its tokenizer files and
+    Dense weights, and of the rest of its ``spec.json``."""
+    files = [spec.graph(graph_role).file, *spec.tokenizer_files, *spec.sentence.files]
     return fingerprint(
         {**spec.file_checksums, "spec.json": spec_digest(spec)}, [*files, "spec.json"]
     )

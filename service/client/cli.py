@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import grpc
 import numpy as np
 
+from proto.embedding.v1 import embedding_pb2 as pb
 from service.client.channel import DEFAULT_TARGET, LOAD_BALANCING, read_token_file
 from service.client.messages import CACHE_POLICIES, ENCODINGS, POOLINGS, vectors
 from service.client.sync import EmbeddingClient
@@ -68,7 +69,18 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--pooling", choices=sorted(POOLINGS), default="default")
     embed.add_argument("--layers", type=int, nargs="*", default=[])
     embed.add_argument("--layer-weights", type=float, nargs="*", default=[])
-    embed.add_argument("--normalize", action="store_true")
+    embed.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="L2-normalise each vector, or not (default: the model's own default)",
+    )
+    embed.add_argument(
+        "--prompt-name", default="", help="one of the model's prompts (default: its own)"
+    )
+    embed.add_argument(
+        "--dimensions", type=int, default=0, help="keep the first N values of each vector"
+    )
     embed.add_argument("--truncate", action="store_true")
     embed.add_argument(
         "--skip-unknown",
@@ -126,6 +138,8 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> int:
             skip_unknown=args.skip_unknown,
             cache_policy=args.cache_policy,
             encoding=args.encoding,
+            prompt_name=args.prompt_name,
+            dimensions=args.dimensions,
         )
         if args.json:
             print(json.dumps([vector.tolist() for vector in vectors(response)]))
@@ -180,6 +194,9 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> int:
             "dim",
             "layers",
             "max tokens",
+            "pooling",
+            "normalized",
+            "prompts",
             "capabilities",
         ):
             table.add_column(column)
@@ -191,6 +208,9 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> int:
                 str(info.dim),
                 str(info.num_layers),
                 str(info.max_sequence_length),
+                POOLING_NAMES.get(info.default_pooling, ""),
+                "yes" if info.default_normalize else "no",
+                _prompts(info),
                 ", ".join(info.capabilities),
             )
         console.print(table)
@@ -199,6 +219,16 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> int:
         console.print(status)
         return 0 if status == "SERVING" else 1
     return 0
+
+
+POOLING_NAMES = {value: name for name, value in POOLINGS.items() if name != "default"}
+
+
+def _prompts(info: pb.ModelInfo) -> str:
+    """The model's named prompts, its default marked with a star."""
+    return ", ".join(
+        f"{name}*" if name == info.default_prompt_name else name for name in sorted(info.prompts)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

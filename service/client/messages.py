@@ -15,8 +15,15 @@ POOLINGS = {
     "cls": pb.POOLING_CLS,
     "mean": pb.POOLING_MEAN,
     "max": pb.POOLING_MAX,
+    "mean_sqrt_len": pb.POOLING_MEAN_SQRT_LEN,
     "none": pb.POOLING_NONE,
 }
+NORMALIZATIONS = {
+    None: pb.NORMALIZATION_UNSPECIFIED,
+    True: pb.NORMALIZATION_ON,
+    False: pb.NORMALIZATION_OFF,
+}
+"""``normalize``: None leaves it to the model, True or False says so."""
 CACHE_POLICIES = {
     "use": pb.CACHE_POLICY_UNSPECIFIED,
     "bypass": pb.CACHE_POLICY_BYPASS,
@@ -42,14 +49,18 @@ def embed_request(
     pooling: str = "default",
     layers: Sequence[int] = (),
     layer_weights: Sequence[float] = (),
-    normalize: bool = False,
+    normalize: bool | None = None,
     truncate: bool = False,
     skip_unknown: bool = False,
     cache_policy: str = "use",
     encoding: str = "float",
+    prompt_name: str = "",
+    dimensions: int = 0,
 ) -> pb.EmbedRequest:
     """``encoding`` float32 or float16 asks for raw little-endian bytes (read them with
-    ``vectors``): no per-float work on either side; float16 halves the bytes again."""
+    ``vectors``): no per-float work on either side; float16 halves the bytes again.
+    ``normalize`` None leaves normalisation to the model's default; ``prompt_name`` names one
+    of its prompts (empty: its default); ``dimensions`` keeps the first so many values."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
     if encoding not in ENCODINGS:
@@ -61,11 +72,13 @@ def embed_request(
         pooling=POOLINGS[pooling],
         layers=list(layers),
         layer_weights=list(layer_weights),
-        normalize=normalize,
+        normalization=NORMALIZATIONS[normalize],
         truncate=truncate,
         skip_unknown=skip_unknown,
         cache_policy=cache_policy_value(cache_policy),
         encoding=ENCODINGS[encoding],
+        prompt_name=prompt_name,
+        dimensions=dimensions,
     )
 
 

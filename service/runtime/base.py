@@ -13,7 +13,7 @@ registered in one place (``service.runtime.registry``).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, cast
 
@@ -51,6 +51,8 @@ class EmbedItem:
     truncated: bool
     options: EmbedOptions
     unknown_tokens: tuple[str, ...] = ()  # left out (static models with skip_unknown)
+    pool_start: int = 0
+    """Tokens before this one are not pooled (a prompt the model pools without)."""
 
 
 @dataclass(frozen=True)
@@ -156,22 +158,45 @@ def _result(item: EmbedItem, vectors: np.ndarray) -> EmbeddingResult:
     )
 
 
-def _masked_pool(mixed: np.ndarray, lengths: np.ndarray, pooling: Pooling) -> np.ndarray:
-    """(texts, padded tokens, dim) → (texts, dim), each text over its first ``lengths`` tokens
-    (MEAN summed in float64). Without padding (one text, or texts of one length) no mask is
-    built: the common case of one short request costs a plain reduction."""
+Head = Callable[[np.ndarray], np.ndarray]
+"""What a model applies to its pooled (texts, dim) vectors before normalising (Dense layers)."""
+
+
+def _masked_pool(
+    mixed: np.ndarray, lengths: np.ndarray, starts: np.ndarray, pooling: Pooling
+) -> np.ndarray:
+    """(texts, padded tokens, dim) → (texts, dim), each text over its tokens ``starts`` to
+    ``lengths`` (sums in float64; MEAN_SQRT_LEN divides by the root of the count). CLS is the
+    first pooled token: the first token, or the first after a prompt left out of pooling (as
+    sentence-transformers takes it). Without padding or starts (one text, or texts of one
+    length) no mask is built: the common case of one short request costs a plain reduction."""
     if pooling is Pooling.CLS:
-        return np.ascontiguousarray(mixed[:, 0])
-    if bool((lengths == mixed.shape[1]).all()):
+        if not starts.any():
+            return np.ascontiguousarray(mixed[:, 0])
+        return np.ascontiguousarray(mixed[np.arange(len(starts)), starts])
+    counts = (lengths - starts)[:, None]
+    divisor = np.sqrt(counts) if pooling is Pooling.MEAN_SQRT_LEN else counts
+    if not starts.any() and bool((lengths == mixed.shape[1]).all()):
         if pooling is Pooling.MAX:
             return np.asarray(mixed.max(axis=1), np.float32)
         sums = np.add.reduce(mixed, axis=1, dtype=np.float64)
-        return np.asarray(sums / lengths[:, None], dtype=np.float32)
-    real = np.arange(mixed.shape[1])[None, :] < lengths[:, None]
+        return np.asarray(sums / divisor, dtype=np.float32)
+    positions = np.arange(mixed.shape[1])[None, :]
+    real = (positions < lengths[:, None]) & (positions >= starts[:, None])
     if pooling is Pooling.MAX:
         return np.asarray(np.where(real[..., None], mixed, -np.inf).max(axis=1), np.float32)
     sums = np.einsum("btd,bt->bd", mixed, real.astype(mixed.dtype), dtype=np.float64)
-    return np.asarray(sums / lengths[:, None], dtype=np.float32)
+    return np.asarray(sums / divisor, dtype=np.float32)
+
+
+def _finish(vectors: np.ndarray, options: EmbedOptions) -> np.ndarray:
+    """The first ``dimensions`` values (Matryoshka), then L2-normalised if asked: truncated
+    first, so the served vector has unit length."""
+    if options.dimensions:
+        vectors = vectors[..., : options.dimensions]
+    if options.normalize:
+        vectors = l2_normalize(vectors)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def pool_batch(
@@ -180,12 +205,15 @@ def pool_batch(
     lengths: np.ndarray,
     num_layers: int,
     gamma: float = 1.0,
+    head: Head | None = None,
 ) -> list[PooledEmbedding]:
     """Every item's embedding from the padded batch outputs, one vectorised pass per distinct
     set of options (a batch nearly always has one).
 
     ``layers`` maps a layer to its (texts, padded tokens, dim) output, whose first
     ``lengths[row]`` tokens are row's; ``POOLING_NONE`` items keep their tokens, text by text.
+    A pooled vector goes through the model's ``head`` (its Dense layers), is cut to the
+    request's ``dimensions`` and normalised if asked.
     """
     started = time.perf_counter()
     finished: list[EmbeddingResult | None] = [None] * len(items)
@@ -197,18 +225,18 @@ def pool_batch(
         if options.pooling is Pooling.NONE:  # each text keeps its tokens
             for row in rows:
                 states = tuple(layers[layer][row, : lengths[row]] for layer in fetched)
-                tokens = mix_layers(states, options, gamma)
-                if options.normalize:
-                    tokens = l2_normalize(tokens)
-                finished[row] = _result(items[row], np.ascontiguousarray(tokens, np.float32))
+                tokens = _finish(mix_layers(states, options, gamma), options)
+                finished[row] = _result(items[row], tokens)
             continue
         index = np.asarray(rows)
         whole = len(rows) == len(items)  # the usual case: no copy of the batch's outputs
         chosen = tuple(layers[layer] if whole else layers[layer][index] for layer in fetched)
         mixed = mix_layers(chosen, options, gamma)
-        vectors = _masked_pool(mixed, lengths[index], options.pooling)
-        if options.normalize:
-            vectors = l2_normalize(vectors)
+        starts = np.fromiter((items[row].pool_start for row in rows), np.int64, len(rows))
+        vectors = _masked_pool(mixed, lengths[index], starts, options.pooling)
+        if head is not None:
+            vectors = head(vectors)
+        vectors = _finish(vectors, options)
         for position, row in enumerate(rows):
             finished[row] = _result(items[row], vectors[position])
     seconds = time.perf_counter() - started

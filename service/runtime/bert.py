@@ -1,4 +1,11 @@
-"""BERT behind the runtime protocol: WordPiece tokenization, encoder and fill-mask graphs."""
+"""The BERT family behind the runtime protocol (BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA):
+the checkpoint's own tokenizer (WordPiece, byte-level BPE or Unigram) through ``tokenizers``,
+encoder and fill-mask graphs fed the inputs they declare (DistilBERT has no token types).
+
+A model imported with a sentence-transformers configuration is served as its authors'
+``encode`` computes it: texts lower-cased if it says so, a named prompt put before each text
+(its tokens left out of pooling where it was trained so), the pooled vector through its Dense
+layers, normalised by default where it ends in Normalize (``spec.sentence``)."""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Encoding, Tokenizer, models
 
 from modelrepo import ModelSpec
 from service.domain import EmbedOptions, EmbedSupport, MaskFill, TokenizedText
@@ -19,8 +26,12 @@ from service.runtime.base import (
     pool_batch,
     warm_up_embeddings,
 )
+from service.runtime.dense import DenseHead
 from service.runtime.session import GraphSession, SessionOptions
 from service.runtime.words import require_words
+
+CONTINUATION = "##"  # WordPiece: a piece that continues the word before it
+WORD_START = ("Ġ", "▁")  # byte-level BPE and SentencePiece: a piece that starts a word
 
 
 class BertRuntime:
@@ -52,15 +63,41 @@ class BertRuntime:
         ids = spec.special_token_ids
         self.pad_id, self.sep_id, self.mask_id = ids["pad"], ids["sep"], ids["mask"]
         self.mask_token = spec.special_tokens["mask"]
+        self.word_piece = isinstance(self.tokenizer.model, models.WordPiece)
+        self.special_ids = {
+            token_id
+            for token_id, token in self.tokenizer.get_added_tokens_decoder().items()
+            if token.special
+        } | set(ids.values())
+        self.inputs = {tensor.name for tensor in encoder.inputs}
+        """What the graphs take: input_ids and attention_mask, token_type_ids where declared."""
+        self.head = DenseHead(directory, spec.sentence.dense) if spec.sentence.dense else None
+        self.prompt_lengths = {
+            name: self._prompt_length(prompt) for name, prompt in spec.sentence.prompts.items()
+        }
+        """Per prompt, the tokens its text takes at the start (the first special token
+        included): those left out of pooling when the model pools without its prompt."""
 
     @property
     def dim(self) -> int:
-        return self.spec.hidden_size
+        return self.spec.output_dim
+
+    def _prompt_length(self, prompt: str) -> int:
+        """The prompt's tokens as sentence-transformers counts them: the prompt tokenized
+        alone, less its closing special token; an empty prompt is no prompt."""
+        if not prompt:
+            return 0
+        ids = self.tokenizer.encode(self._cased(prompt)).ids
+        special = set(self.spec.special_token_ids.values())
+        return len(ids) - 1 if ids and ids[-1] in special else len(ids)
 
     # -- tokenization ---------------------------------------------------------------------
-    def _encode(self, texts: Sequence[str]) -> list[Encoding]:
+    def _cased(self, text: str) -> str:
+        return text.lower() if self.spec.sentence.lowercase else text
+
+    def _encode(self, texts: Sequence[str], prompt: str = "") -> list[Encoding]:
         require_words(texts)
-        return self.tokenizer.encode_batch(list(texts))
+        return self.tokenizer.encode_batch([self._cased(prompt + text) for text in texts])
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
         return [
@@ -85,10 +122,21 @@ class BertRuntime:
 
     # -- embeddings -----------------------------------------------------------------------
     def prepare_embed(self, texts: Sequence[str], options: EmbedOptions) -> list[EmbedItem]:
+        name = options.prompt_name
+        prompt = self.spec.sentence.prompts[name] if name else ""
+        start = 0 if not name or self.spec.sentence.include_prompt else self.prompt_lengths[name]
         items = []
-        for index, encoding in enumerate(self._encode(texts)):
+        for index, encoding in enumerate(self._encode(texts, prompt)):
             ids, tokens, truncated = self._fit(index, encoding, options.truncate)
-            items.append(EmbedItem(ids=ids, tokens=tokens, truncated=truncated, options=options))
+            items.append(
+                EmbedItem(
+                    ids=ids,
+                    tokens=tokens,
+                    truncated=truncated,
+                    options=options,
+                    pool_start=min(start, len(ids) - 1),
+                )
+            )
         return items
 
     def _pad(self, rows: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -98,7 +146,10 @@ class BertRuntime:
         for index, row in enumerate(rows):
             ids[index, : len(row)] = row
             mask[index, : len(row)] = 1
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.inputs:
+            inputs["token_type_ids"] = np.zeros_like(ids)
+        return inputs
 
     def encode_batch(self, items: Sequence[EmbedItem]) -> dict[int, np.ndarray]:
         """One padded batch through the encoder, fetching only the layers some item needs:
@@ -112,7 +163,9 @@ class BertRuntime:
 
     def embed_batch(self, items: Sequence[EmbedItem]) -> list[PooledEmbedding]:
         lengths = np.fromiter((len(item.ids) for item in items), np.int64, len(items))
-        return pool_batch(items, self.encode_batch(items), lengths, self.spec.num_layers)
+        return pool_batch(
+            items, self.encode_batch(items), lengths, self.spec.num_layers, head=self.head
+        )
 
     # -- fill-mask ------------------------------------------------------------------------
     def prepare_fill_mask(self, texts: Sequence[str], top_k: int) -> list[FillMaskItem]:
@@ -170,7 +223,9 @@ class BertRuntime:
     def _filled(self, text: str, mask_index: int, token_id: int) -> str:
         """The text with its ``mask_index``-th mask replaced by the token (other masks kept).
 
-        A continuation piece (``##ing``) joins the word before it, as decoding would.
+        As transformers' fill-mask decodes it: a continuation piece (``##ing``, or a BPE or
+        SentencePiece piece without its word-start mark) joins the word before it, a piece that
+        starts a word is one, and a special token is left out.
         """
         parts = text.split(self.mask_token)
         if mask_index + 1 >= len(parts):
@@ -178,9 +233,17 @@ class BertRuntime:
         token = self._token(token_id)
         before = self.mask_token.join(parts[: mask_index + 1])
         after = self.mask_token.join(parts[mask_index + 1 :])
-        if token.startswith("##"):
-            return f"{before.rstrip()}{token[2:]}{after}"
-        return f"{before}{token}{after}"
+        if token_id in self.special_ids:
+            return " ".join(part for part in (before.rstrip(), after.lstrip()) if part)
+        if self.word_piece:
+            if token.startswith(CONTINUATION) and before.strip():
+                return f"{before.rstrip()}{token[len(CONTINUATION) :]}{after}"
+            return f"{before}{token}{after}"
+        piece = self.tokenizer.decode([token_id])
+        if not token.startswith(WORD_START):  # continues the word before the mask
+            return f"{before.rstrip()}{piece}{after}"
+        word = piece.strip()
+        return f"{before.rstrip()} {word}{after}" if before.strip() else f"{word}{after}"
 
     # -- lifecycle ------------------------------------------------------------------------
     def warmup(self) -> None:

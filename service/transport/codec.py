@@ -29,6 +29,7 @@ _POOLING_FROM_PROTO = {
     pb.POOLING_MEAN: Pooling.MEAN,
     pb.POOLING_MAX: Pooling.MAX,
     pb.POOLING_NONE: Pooling.NONE,
+    pb.POOLING_MEAN_SQRT_LEN: Pooling.MEAN_SQRT_LEN,
 }
 _POOLING_TO_PROTO = {pooling: code for code, pooling in _POOLING_FROM_PROTO.items() if pooling}
 _CACHE_POLICY_FROM_PROTO: dict[int, CachePolicy] = {
@@ -48,11 +49,26 @@ def _cache_policy(code: int) -> CachePolicy:
     return policy
 
 
+def _normalize(request: pb.EmbedRequest) -> bool | None:
+    """The request's normalisation: ``normalization`` when set, else the older ``normalize``
+    when true, else None (the model's default)."""
+    if request.normalization == pb.NORMALIZATION_ON:
+        return True
+    if request.normalization == pb.NORMALIZATION_OFF:
+        return False
+    if request.normalization != pb.NORMALIZATION_UNSPECIFIED:
+        raise InvalidArgument(
+            f"normalization {request.normalization} is unknown; use NORMALIZATION_ON, "
+            "NORMALIZATION_OFF or leave it unset for the model's default"
+        )
+    return True if request.normalize else None
+
+
 def embed_query(request: pb.EmbedRequest) -> EmbedQuery:
     if request.pooling not in _POOLING_FROM_PROTO:
         raise InvalidArgument(
             f"pooling {request.pooling} is unknown; use POOLING_CLS, POOLING_MEAN, POOLING_MAX, "
-            "POOLING_NONE or leave it unset for the model's default"
+            "POOLING_MEAN_SQRT_LEN, POOLING_NONE or leave it unset for the model's default"
         )
     return EmbedQuery(
         model=request.model,
@@ -61,10 +77,12 @@ def embed_query(request: pb.EmbedRequest) -> EmbedQuery:
         pooling=_POOLING_FROM_PROTO[request.pooling],
         layers=tuple(request.layers),
         layer_weights=tuple(request.layer_weights),
-        normalize=request.normalize,
+        normalize=_normalize(request),
         truncate=request.truncate,
         skip_unknown=request.skip_unknown,
         cache_policy=_cache_policy(request.cache_policy),
+        prompt_name=request.prompt_name,
+        dimensions=request.dimensions,
     )
 
 
@@ -262,6 +280,9 @@ def model_info(view: ModelView) -> pb.ModelInfo:
             mask_token=spec.special_tokens.get("mask", ""),
             source_checksum=spec.source_checksum,
             precision=spec.precision,
+            default_normalize=spec.sentence.normalize,
+            prompts=spec.sentence.prompts,
+            default_prompt_name=spec.sentence.default_prompt_name or "",
         )
     )
     return info

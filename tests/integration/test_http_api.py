@@ -126,7 +126,7 @@ def test_each_model_is_listed_once_by_its_newest_version(
         ({"model": MODEL, "input": ["a", ""]}, 400, "body.input"),
         ({"model": MODEL}, 400, "input"),
         ({"model": MODEL, "input": ["a"], "encoding_format": "int8"}, 400, "encoding_format"),
-        ({"model": MODEL, "input": ["a"], "dimensions": 8}, 400, "dimensions is not supported"),
+        ({"model": MODEL, "input": ["a"], "dimensions": 100}, 400, "answers 32 values"),
         ({"model": MODEL, "input": ["a"], "pooling": "none"}, 400, "pooling"),
         ({"model": MODEL, "input": ["a"], "layers": [9]}, 400, "layer 9 does not exist"),
         ({"model": MODEL, "input": [1, 2]}, 400, "input"),

@@ -66,7 +66,7 @@ def rules(problems: list[str]) -> set[str]:
     return {problem.split(":")[0] for problem in problems}
 
 
-NORMALIZE = "  bool normalize = 7;            // L2-normalise each vector\n"
+NORMALIZE = "  bool normalize = 7 [deprecated = true];\n"
 RESERVED_NORMALIZE = '  reserved 7;\n  reserved "normalize";\n'
 
 
@@ -85,7 +85,7 @@ def test_the_released_snapshot_is_an_image_of_embedding_v1() -> None:
     [
         pytest.param((NORMALIZE, ""), "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED", id="removed"),
         pytest.param(
-            ("bool normalize = 7;", "bool normalize = 17;"),
+            ("bool normalize = 7 [", "bool normalize = 17 ["),
             "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED",
             id="renumbered",
         ),
@@ -140,13 +140,13 @@ def test_a_reserved_number_is_never_used_again(tmp_path: Path) -> None:
 
 
 def test_lint_holds_new_definitions_to_the_style(tmp_path: Path) -> None:
-    unprefixed = edited_copy(tmp_path, ("  POOLING_NONE = 4;", "  POOLING_NONE = 4;\n  SUM = 5;"))
+    unprefixed = edited_copy(tmp_path, ("  POOLING_NONE = 4;", "  POOLING_NONE = 4;\n  SUM = 6;"))
     assert "ENUM_VALUE_PREFIX" in rules(api_problems(unprefixed, RELEASED, tmp_path))
 
 
 def test_an_added_field_passes(tmp_path: Path) -> None:
     added = edited_copy(
         tmp_path,
-        ("CachePolicy cache_policy = 10;", "CachePolicy cache_policy = 10;\n  string note = 12;"),
+        ("CachePolicy cache_policy = 10;", "CachePolicy cache_policy = 10;\n  string note = 20;"),
     )
     assert api_problems(added, RELEASED, tmp_path) == []

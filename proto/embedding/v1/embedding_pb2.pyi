@@ -14,6 +14,13 @@ class Pooling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POOLING_MEAN: _ClassVar[Pooling]
     POOLING_MAX: _ClassVar[Pooling]
     POOLING_NONE: _ClassVar[Pooling]
+    POOLING_MEAN_SQRT_LEN: _ClassVar[Pooling]
+
+class Normalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NORMALIZATION_UNSPECIFIED: _ClassVar[Normalization]
+    NORMALIZATION_ON: _ClassVar[Normalization]
+    NORMALIZATION_OFF: _ClassVar[Normalization]
 
 class CachePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -39,6 +46,10 @@ POOLING_CLS: Pooling
 POOLING_MEAN: Pooling
 POOLING_MAX: Pooling
 POOLING_NONE: Pooling
+POOLING_MEAN_SQRT_LEN: Pooling
+NORMALIZATION_UNSPECIFIED: Normalization
+NORMALIZATION_ON: Normalization
+NORMALIZATION_OFF: Normalization
 CACHE_POLICY_UNSPECIFIED: CachePolicy
 CACHE_POLICY_BYPASS: CachePolicy
 CACHE_POLICY_REFRESH: CachePolicy
@@ -52,7 +63,7 @@ MODEL_STATE_DRAINING: ModelState
 MODEL_STATE_FAILED: ModelState
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("model", "version", "texts", "pooling", "layers", "layer_weights", "normalize", "truncate", "skip_unknown", "cache_policy", "encoding")
+    __slots__ = ("model", "version", "texts", "pooling", "layers", "layer_weights", "normalize", "truncate", "skip_unknown", "cache_policy", "encoding", "normalization", "prompt_name", "dimensions")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +75,9 @@ class EmbedRequest(_message.Message):
     SKIP_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     CACHE_POLICY_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_NAME_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     texts: _containers.RepeatedScalarFieldContainer[str]
@@ -75,7 +89,10 @@ class EmbedRequest(_message.Message):
     skip_unknown: bool
     cache_policy: CachePolicy
     encoding: VectorEncoding
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., layer_weights: _Optional[_Iterable[float]] = ..., normalize: _Optional[bool] = ..., truncate: _Optional[bool] = ..., skip_unknown: _Optional[bool] = ..., cache_policy: _Optional[_Union[CachePolicy, str]] = ..., encoding: _Optional[_Union[VectorEncoding, str]] = ...) -> None: ...
+    normalization: Normalization
+    prompt_name: str
+    dimensions: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., layer_weights: _Optional[_Iterable[float]] = ..., normalize: _Optional[bool] = ..., truncate: _Optional[bool] = ..., skip_unknown: _Optional[bool] = ..., cache_policy: _Optional[_Union[CachePolicy, str]] = ..., encoding: _Optional[_Union[VectorEncoding, str]] = ..., normalization: _Optional[_Union[Normalization, str]] = ..., prompt_name: _Optional[str] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class Embedding(_message.Message):
     __slots__ = ("values", "num_tokens", "tokens", "truncated", "cached", "unknown_tokens", "raw_values")
@@ -258,7 +275,14 @@ class GetModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "architecture", "dim", "num_layers", "max_sequence_length", "capabilities", "default_pooling", "default_layers", "mask_token", "versions", "source_checksum", "ready", "state", "state_reason", "precision")
+    __slots__ = ("name", "version", "architecture", "dim", "num_layers", "max_sequence_length", "capabilities", "default_pooling", "default_layers", "mask_token", "versions", "source_checksum", "ready", "state", "state_reason", "precision", "default_normalize", "prompts", "default_prompt_name")
+    class PromptsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +299,9 @@ class ModelInfo(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_REASON_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PROMPT_NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     architecture: str
@@ -291,4 +318,7 @@ class ModelInfo(_message.Message):
     state: ModelState
     state_reason: str
     precision: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., architecture: _Optional[str] = ..., dim: _Optional[int] = ..., num_layers: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., default_pooling: _Optional[_Union[Pooling, str]] = ..., default_layers: _Optional[_Iterable[int]] = ..., mask_token: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., source_checksum: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[_Union[ModelState, str]] = ..., state_reason: _Optional[str] = ..., precision: _Optional[str] = ...) -> None: ...
+    default_normalize: bool
+    prompts: _containers.ScalarMap[str, str]
+    default_prompt_name: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., architecture: _Optional[str] = ..., dim: _Optional[int] = ..., num_layers: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., default_pooling: _Optional[_Union[Pooling, str]] = ..., default_layers: _Optional[_Iterable[int]] = ..., mask_token: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., source_checksum: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[_Union[ModelState, str]] = ..., state_reason: _Optional[str] = ..., precision: _Optional[str] = ..., default_normalize: _Optional[bool] = ..., prompts: _Optional[_Mapping[str, str]] = ..., default_prompt_name: _Optional[str] = ...) -> None: ...

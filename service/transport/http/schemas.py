@@ -15,11 +15,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.domain import CachePolicy, EmbedQuery, Pooling
-from service.errors import InvalidArgument
 
 NonEmptyText = Annotated[str, Field(min_length=1)]
 
-POOLINGS = {"cls": Pooling.CLS, "mean": Pooling.MEAN, "max": Pooling.MAX}
+POOLINGS = {
+    "cls": Pooling.CLS,
+    "mean": Pooling.MEAN,
+    "max": Pooling.MAX,
+    "mean_sqrt_len": Pooling.MEAN_SQRT_LEN,
+}
 CACHE_POLICIES = {
     "use": CachePolicy.USE,
     "bypass": CachePolicy.BYPASS,
@@ -41,14 +45,19 @@ class EmbeddingsRequest(BaseModel):
         "float", description="float: a list of numbers; base64: little-endian float32 bytes"
     )
     dimensions: int | None = Field(
-        None, description="not supported yet: every model answers at its own dimension"
+        None, ge=1, description="the first this many values of each vector, normalised again"
     )
     user: str | None = Field(None, description="accepted and ignored")
     version: str = Field("", description="a version number; empty: the newest ready one")
-    pooling: Literal["cls", "mean", "max"] | None = Field(
+    pooling: Literal["cls", "mean", "max", "mean_sqrt_len"] | None = Field(
         None, description="how token vectors become one; default: the model's"
     )
-    normalize: bool = Field(False, description="L2-normalise each vector")
+    normalize: bool | None = Field(
+        None, description="L2-normalise each vector; default: the model's"
+    )
+    prompt_name: str = Field(
+        "", description="one of the model's prompts, put before each text; default: its own"
+    )
     layers: list[int] = Field(default_factory=list, description="layers to average")
     layer_weights: list[float] = Field(
         default_factory=list, description="a scalar mix over every layer (softmax of these)"
@@ -75,11 +84,6 @@ class EmbeddingsRequest(BaseModel):
 
     def query(self) -> EmbedQuery:
         """The request as the embedder takes it."""
-        if self.dimensions is not None:
-            raise InvalidArgument(
-                "dimensions is not supported yet: every model answers at its own dimension "
-                "(GET /v1/models/{model} says which); leave dimensions out"
-            )
         texts = (self.input,) if isinstance(self.input, str) else tuple(self.input)
         return EmbedQuery(
             model=self.model,
@@ -92,6 +96,8 @@ class EmbeddingsRequest(BaseModel):
             truncate=self.truncate,
             skip_unknown=self.skip_unknown,
             cache_policy=CACHE_POLICIES[self.cache_policy],
+            prompt_name=self.prompt_name,
+            dimensions=self.dimensions or 0,
         )
 
 

@@ -6,9 +6,9 @@ from typing import get_args
 
 import pytest
 
-from modelrepo import GraphSpec, ModelSpec, TensorSpec
+from modelrepo import DenseLayer, GraphSpec, ModelSpec, SentenceHead, TensorSpec
 from modelrepo.repository import Architecture
-from service.domain import EmbedOptions, EmbedQuery, Pooling
+from service.domain import EmbedOptions, EmbedQuery, Pooling, served_dim, vector_dim
 from service.domain import resolve_embed_options as resolve_with
 from service.errors import InvalidArgument
 from service.runtime.registry import RUNTIMES, embed_support
@@ -104,3 +104,58 @@ def test_bad_layers_are_refused(spec: ModelSpec, fields: dict[str, object], mess
 
 def test_word2vec_takes_its_only_layer() -> None:
     assert resolve_embed_options(WORD2VEC, query(layers=(0,))).layers == (0,)
+
+
+SENTENCE = BERT.model_copy(
+    update={
+        "sentence": SentenceHead(
+            normalize=True,
+            dense=(
+                DenseLayer(file="dense_0.npz", in_features=8, out_features=4, activation="tanh"),
+            ),
+            prompts={"query": "query: ", "document": ""},
+            default_prompt_name="query",
+        )
+    }
+)
+
+
+def test_a_sentence_models_defaults_are_its_authors() -> None:
+    assert resolve_embed_options(SENTENCE, query()) == EmbedOptions(
+        Pooling.MEAN, layers=(2,), normalize=True, prompt_name="query"
+    )
+    chosen = resolve_embed_options(
+        SENTENCE, query(normalize=False, prompt_name="document", dimensions=3)
+    )
+    assert chosen == EmbedOptions(
+        Pooling.MEAN, layers=(2,), normalize=False, prompt_name="document", dimensions=3
+    )
+    assert served_dim(SENTENCE, chosen) == 3
+    assert served_dim(SENTENCE, resolve_embed_options(SENTENCE, query())) == 4  # after Dense
+    assert vector_dim(SENTENCE, Pooling.NONE) == 8  # token vectors: the encoder's, no Dense
+
+
+def test_a_model_without_prompts_or_normalisation_defaults_to_neither() -> None:
+    options = resolve_embed_options(BERT, query())
+    assert (options.normalize, options.prompt_name, options.dimensions) == (False, "", 0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "fields", "message"),
+    [
+        (SENTENCE, {"prompt_name": "summary"}, "its prompts: ['document', 'query']"),
+        (BERT, {"prompt_name": "query"}, "is not a prompt of tiny-bert; its prompts: none"),
+        (SENTENCE, {"dimensions": 5}, "dimensions is 5, but tiny-bert answers 4 values"),
+        (
+            SENTENCE,
+            {"dimensions": 9, "pooling": Pooling.NONE},
+            "dimensions is 9, but tiny-bert answers 8 values",
+        ),
+    ],
+)
+def test_prompts_and_dimensions_the_model_lacks_are_refused(
+    spec: ModelSpec, fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        resolve_embed_options(spec, query(**fields))
+    assert message in str(refused.value)

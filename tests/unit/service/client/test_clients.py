@@ -180,11 +180,25 @@ async def test_both_clients_send_the_same_requests(
 def test_requests_carry_the_arguments(server: tuple[str, RecordingServicer]) -> None:
     target, recorder = server
     with EmbeddingClient(target, timeout=10) as client:
-        response = client.embed(["the cook"], "bert", pooling="cls", layers=[1, 2], normalize=True)
+        response = client.embed(
+            ["the cook"],
+            "bert",
+            pooling="cls",
+            layers=[1, 2],
+            normalize=False,
+            prompt_name="query",
+            dimensions=2,
+        )
         client.get_model("elmo", version="3")
     (_, embed, authorization), (_, get_model, _) = recorder.calls
     assert embed == pb.EmbedRequest(
-        model="bert", texts=["the cook"], pooling=pb.POOLING_CLS, layers=[1, 2], normalize=True
+        model="bert",
+        texts=["the cook"],
+        pooling=pb.POOLING_CLS,
+        layers=[1, 2],
+        normalization=pb.NORMALIZATION_OFF,
+        prompt_name="query",
+        dimensions=2,
     )
     assert authorization is None  # no token, no header
     assert get_model == pb.GetModelRequest(model="elmo", version="3")

@@ -5,6 +5,8 @@ BERT and ELMo."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,9 @@ def option_sets(top: int) -> list[EmbedOptions]:
         EmbedOptions(Pooling.MEAN, layer_weights=tuple(float(i) for i in range(top + 1))),
         EmbedOptions(Pooling.NONE, layers=(top,)),
         EmbedOptions(Pooling.NONE, layers=(1,), normalize=True),
+        EmbedOptions(Pooling.MEAN_SQRT_LEN, layers=(top,)),
+        EmbedOptions(Pooling.MEAN, layers=(top,), normalize=True, dimensions=5),
+        EmbedOptions(Pooling.NONE, layers=(top,), dimensions=3),
     ]
 
 
@@ -72,12 +77,18 @@ def one_by_one(runtime: Runtime, items: list[EmbedItem]) -> list[np.ndarray]:
             layers = np.stack([encoded[layer][row, :count] for layer in options.layers])
             mixed = layers[0] if len(layers) == 1 else np.mean(layers, axis=0, dtype=np.float32)
         mixed = np.asarray(mixed, dtype=np.float32)
+        kept = mixed[item.pool_start :]  # a prompt left out of pooling
         vectors = {
-            Pooling.CLS: mixed[0],
-            Pooling.MEAN: np.mean(mixed, axis=0, dtype=np.float64).astype(np.float32),
-            Pooling.MAX: mixed.max(axis=0),
+            Pooling.CLS: kept[0],
+            Pooling.MEAN: np.mean(kept, axis=0, dtype=np.float64).astype(np.float32),
+            Pooling.MEAN_SQRT_LEN: (
+                np.sum(kept, axis=0, dtype=np.float64) / np.sqrt(len(kept))
+            ).astype(np.float32),
+            Pooling.MAX: kept.max(axis=0),
             Pooling.NONE: mixed,
         }[options.pooling]
+        if options.dimensions:
+            vectors = vectors[..., : options.dimensions]
         if options.normalize:
             vectors = vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
         pooled.append(vectors)
@@ -126,3 +137,22 @@ def test_a_text_pools_the_same_alone_or_padded_in_a_batch(
         if options.normalize and options.pooling is not Pooling.NONE:
             norms = np.linalg.norm(np.stack([each.result.vectors for each in together]), axis=1)
             np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", [Pooling.CLS, Pooling.MEAN, Pooling.MAX, Pooling.MEAN_SQRT_LEN])
+def test_tokens_before_the_pool_start_are_left_out(
+    runtimes: dict[str, Runtime], pooling: Pooling
+) -> None:
+    """A prompt the model pools without: its tokens count for nothing, CLS is the first token
+    after it, in a batch where other texts start pooling elsewhere."""
+    runtime = runtimes["bert"]
+    options = EmbedOptions(pooling, layers=(runtime.spec.num_layers,))
+    items = [
+        dataclasses.replace(item, pool_start=start)
+        for item, start in zip(runtime.prepare_embed(TEXTS, options), [3, 0, 2, 1, 4], strict=True)
+    ]
+    got = [each.result.vectors for each in runtime.embed_batch(items)]
+    for vector, reference in zip(got, one_by_one(runtime, items), strict=True):
+        np.testing.assert_allclose(vector, reference, rtol=1e-6, atol=1e-6)
+    from_zero = runtime.embed_batch([dataclasses.replace(items[0], pool_start=0)])
+    assert not np.allclose(from_zero[0].result.vectors, got[0])
