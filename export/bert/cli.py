@@ -56,12 +56,19 @@ BertRequest = BertTrainRequest | BertImportRequest
 
 def add_command(commands: Commands) -> None:
     parser = commands.add_parser(
-        "bert", allow_abbrev=False, help="train or import a BERT masked LM and export it"
+        "bert",
+        allow_abbrev=False,
+        help="train a BERT masked LM, or import a BERT-family checkpoint (BERT, RoBERTa, XLM-R, "
+        "DistilBERT, ELECTRA; plain or a sentence-transformers folder), and export it",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--train", action="store_true", help="train the default small BERT")
     source.add_argument(
-        "--from-hf", type=Path, metavar="DIR", help="a local Hugging Face BERT checkpoint"
+        "--from-hf",
+        type=Path,
+        metavar="DIR",
+        help="a local Hugging Face checkpoint of the BERT family, or a sentence-transformers "
+        "folder (served with its pooling, Dense layers, normalisation, prompts and length)",
     )
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument(

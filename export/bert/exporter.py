@@ -1,4 +1,10 @@
-"""Import a local Hugging Face BERT checkpoint into the model repository as validated ONNX."""
+"""Import a local Hugging Face checkpoint of the BERT family (BERT, RoBERTa, XLM-R, DistilBERT,
+ELECTRA), plain or a sentence-transformers folder, into the model repository as validated ONNX.
+
+A sentence-transformers folder is served as its authors' pipeline says (``sentence``): its
+pooling, Dense layers (weights written beside the graphs), normalisation, prompts, lower-casing
+and maximum length are recorded in ``spec.json``.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,10 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
+from export.bert.family import FamilyMember, HeadAtMasks, family_member
 from export.bert.graphs import (
     MASK_POSITIONS,
     BertEncoderGraph,
@@ -23,14 +30,17 @@ from export.bert.graphs import (
     bert_export_spec,
 )
 from export.bert.precision import PrecisionPlan, check_precision, convert_graph
+from export.bert.sentence import SentencePipeline, read_sentence_pipeline
 from export.bert.tokenizer import TokenizerInfo, load_checkpoint_tokenizer
 from export.optimize import optimize_transformer
 from export.publish import publish_version
 from export.spec import ExportSpec, GraphExportSpec
 from export.validate import Arrays, raise_unless_passed, validate_graph
 from modelrepo import (
+    DenseLayer,
     GraphValidation,
     ModelSpec,
+    SentenceHead,
     ValidationReport,
     VariantReport,
     sha256_of_files,
@@ -56,69 +66,96 @@ def quiet_transformers() -> Iterator[None]:
 
 @dataclass
 class LoadedBert:
-    """A checkpoint in PyTorch, ready to export: encoder, optional MLM head, tokenizer."""
+    """A checkpoint in PyTorch, ready to export: encoder, optional MLM head, tokenizer, and the
+    sentence-transformers pipeline when the folder has one."""
 
-    config: BertConfig
-    encoder: BertModel
-    mlm: BertForMaskedLM | None
+    config: PretrainedConfig
+    member: FamilyMember
+    encoder: PreTrainedModel
+    mlm: PreTrainedModel | None
     tokenizer: TokenizerInfo
     source_checksum: str
+    sentence: SentencePipeline | None = None
 
     @property
     def max_sequence_length(self) -> int:
-        limits = [self.config.max_position_embeddings]
-        if self.tokenizer.model_max_length is not None:
+        """Tokens per text: the sentence-transformers setting where the folder has one (it
+        overrides the tokenizer's), else the tokenizer's, within the position table."""
+        limits = [self.member.max_positions(self.config)]
+        if self.sentence is not None and self.sentence.max_seq_length is not None:
+            limits.append(self.sentence.max_seq_length)
+        elif self.tokenizer.model_max_length is not None:
             limits.append(self.tokenizer.model_max_length)
         return min(limits)
 
 
 def load_checkpoint(directory: Path) -> LoadedBert:
-    """Load a BERT checkpoint directory; a checkpoint without MLM weights gets no fill-mask."""
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"{directory}: no config.json; is this a Hugging Face checkpoint?")
-    config = BertConfig.from_pretrained(directory)
-    if config.model_type != "bert":
-        raise ValueError(f"{directory}: model_type is {config.model_type!r}, expected 'bert'")
-    weights = [directory / name for name in WEIGHT_FILES if (directory / name).is_file()]
+    """Load a checkpoint directory of the BERT family, or a sentence-transformers folder around
+    one; a checkpoint without masked-LM weights gets no fill-mask."""
+    sentence = read_sentence_pipeline(directory)
+    checkpoint = sentence.transformer_dir if sentence is not None else directory
+    if not (checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"{checkpoint}: no config.json; is this a Hugging Face checkpoint?")
+    config = AutoConfig.from_pretrained(checkpoint)
+    member = family_member(str(config.model_type), str(checkpoint))
+    weights = [checkpoint / name for name in WEIGHT_FILES if (checkpoint / name).is_file()]
     if not weights:
-        raise FileNotFoundError(f"{directory}: no {' or '.join(WEIGHT_FILES)}")
+        raise FileNotFoundError(f"{checkpoint}: no {' or '.join(WEIGHT_FILES)}")
     with warnings.catch_warnings(), quiet_transformers():
         warnings.simplefilter("ignore")
         mlm, info = cast(
-            tuple[BertForMaskedLM, dict[str, list[str]]],
-            BertForMaskedLM.from_pretrained(
-                directory, attn_implementation="eager", output_loading_info=True
+            tuple[PreTrainedModel, dict[str, list[str]]],
+            AutoModelForMaskedLM.from_pretrained(
+                checkpoint, attn_implementation="eager", output_loading_info=True
             ),
         )
     missing = list(info["missing_keys"])
-    encoder_missing = [key for key in missing if not key.startswith("cls.")]
+    head_missing = [key for key in missing if key.startswith(member.head_prefixes)]
+    encoder_missing = [key for key in missing if key not in head_missing]
     if encoder_missing:
-        raise ValueError(f"{directory}: the checkpoint lacks encoder weights {encoder_missing[:5]}")
-    has_head = not any(key.startswith("cls.") for key in missing)
+        raise ValueError(
+            f"{checkpoint}: the checkpoint lacks encoder weights {encoder_missing[:5]}"
+        )
     mlm.eval()
-    encoder = mlm.bert
-    tokenizer = load_checkpoint_tokenizer(directory)
+    encoder = cast(PreTrainedModel, getattr(mlm, mlm.base_model_prefix))
+    files = [checkpoint / "config.json", *weights]
+    if sentence is not None:  # the pipeline's configuration and Dense weights count too
+        files += sorted(
+            path
+            for path in directory.rglob("*")
+            if path.is_file() and path.suffix in (".json", ".safetensors", ".bin")
+        )
     return LoadedBert(
         config=config,
+        member=member,
         encoder=encoder,
-        mlm=mlm if has_head else None,
-        tokenizer=tokenizer,
-        source_checksum=sha256_of_files([directory / "config.json", *weights]),
+        mlm=None if head_missing else mlm,
+        tokenizer=load_checkpoint_tokenizer(checkpoint),
+        source_checksum=sha256_of_files(list(dict.fromkeys(files))),
+        sentence=sentence,
     )
 
 
 class BertInputs:
-    """Seeded random token batches with padding, for export examples and validation."""
+    """Seeded random token batches with padding, for export examples and validation: ordinary
+    tokens between the model's own opening and closing tokens, and token types where the
+    encoder takes them."""
 
     def __init__(self, loaded: LoadedBert, seed: int = 0) -> None:
         self.special = loaded.tokenizer.special_token_ids
-        self.vocab_size = loaded.config.vocab_size
+        specials = set(self.special.values()) | {
+            token_id
+            for token_id, token in loaded.tokenizer.tokenizer.get_added_tokens_decoder().items()
+            if token.special
+        }
+        vocab_size = min(loaded.config.vocab_size, loaded.tokenizer.tokenizer.get_vocab_size())
+        self.ordinary = np.setdiff1d(np.arange(vocab_size), np.fromiter(specials, np.int64))
+        self.token_types = loaded.member.token_types
         self.seed = seed
 
     def __call__(self, batch: int, sequence: int) -> Arrays:
         rng = np.random.default_rng([self.seed, batch, sequence])
-        lowest = max(self.special.values()) + 1
-        ids = rng.integers(lowest, self.vocab_size, size=(batch, sequence), dtype=np.int64)
+        ids = rng.choice(self.ordinary, size=(batch, sequence)).astype(np.int64)
         mask = np.zeros((batch, sequence), dtype=np.int64)
         lengths = [sequence] + [
             int(rng.integers(min(3, sequence), sequence + 1)) for _ in range(batch - 1)
@@ -128,7 +165,10 @@ class BertInputs:
             ids[row, length - 1] = self.special["sep"]
             ids[row, length:] = self.special["pad"]
             mask[row, :length] = 1
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        arrays = {"input_ids": ids, "attention_mask": mask}
+        if self.token_types:
+            arrays["token_type_ids"] = np.zeros_like(ids)
+        return arrays
 
     def with_masks(self, batch: int, sequence: int) -> Arrays:
         arrays = self(batch, sequence)
@@ -202,7 +242,11 @@ def export_bert(
     """
     config = loaded.config
     spec = bert_export_spec(
-        config.num_hidden_layers, config.hidden_size, config.vocab_size, loaded.mlm is not None
+        config.num_hidden_layers,
+        config.hidden_size,
+        config.vocab_size,
+        loaded.mlm is not None,
+        token_types=loaded.member.token_types,
     )
     inputs = BertInputs(loaded)
     shapes = [(b, min(s, loaded.max_sequence_length)) for b, s in spec.validation_shapes]
@@ -210,7 +254,8 @@ def export_bert(
         "encoder": (BertEncoderGraph(loaded.encoder).eval(), inputs)
     }
     if loaded.mlm is not None:
-        fill_mask = BertFillMaskGraph(loaded.encoder, loaded.mlm.cls).eval()
+        head = HeadAtMasks(loaded.mlm, loaded.member)
+        fill_mask = BertFillMaskGraph(loaded.encoder, head).eval()
         modules["fill_mask"] = (fill_mask, inputs.with_masks)
 
     def build(staging: Path, number: int) -> tuple[ModelSpec, ValidationReport]:
@@ -226,6 +271,7 @@ def export_bert(
         model_spec = _model_spec(loaded, spec, name, number, source)
         for directory in {staging, fp32_dir}:
             loaded.tokenizer.tokenizer.save(str(directory / "tokenizer.json"))
+            _write_dense(loaded, model_spec.sentence, directory)
         if precision is not None:
             reports = _reduce(fp32_dir, model_spec, staging, reports, precision)
             model_spec = model_spec.model_copy(update={"precision": precision.precision})
@@ -241,7 +287,7 @@ def _export_graph(
     shapes: list[tuple[int, int]],
     staging: Path,
     spec: ExportSpec,
-    config: BertConfig,
+    config: PretrainedConfig,
 ) -> GraphValidation:
     """Export one graph, validate it, then keep ORT's optimized form only if it keeps parity."""
     plain = staging / f"{graph.role}.unoptimized.onnx"
@@ -302,11 +348,49 @@ def _reduce(
     }
 
 
+def _sentence_head(loaded: LoadedBert) -> SentenceHead:
+    """The folder's sentence-transformers pipeline beyond pooling, as served; none for a plain
+    checkpoint."""
+    pipeline = loaded.sentence
+    if pipeline is None:
+        return SentenceHead()
+    layers = tuple(
+        DenseLayer(
+            file=f"dense_{index}.npz",
+            in_features=dense.weight.shape[1],
+            out_features=dense.weight.shape[0],
+            activation=dense.activation,
+        )
+        for index, dense in enumerate(pipeline.dense)
+    )
+    return SentenceHead(
+        normalize=pipeline.normalize,
+        dense=layers,
+        prompts=pipeline.prompts,
+        default_prompt_name=pipeline.default_prompt_name,
+        include_prompt=pipeline.include_prompt,
+        lowercase=pipeline.lowercase,
+    )
+
+
+def _write_dense(loaded: LoadedBert, head: SentenceHead, directory: Path) -> None:
+    """Each Dense layer's weights beside the graphs, under the name the spec gives it."""
+    if loaded.sentence is None:
+        return
+    for layer, dense in zip(head.dense, loaded.sentence.dense, strict=True):
+        np.savez(
+            directory / layer.file,
+            weight=dense.weight.astype(np.float32),
+            bias=dense.bias.astype(np.float32),
+        )
+
+
 def _model_spec(
     loaded: LoadedBert, spec: ExportSpec, name: str, version: int, source: str
 ) -> ModelSpec:
     config = loaded.config
     capabilities: tuple[Any, ...] = ("embed", "fill_mask") if loaded.mlm is not None else ("embed",)
+    pooling = loaded.sentence.pooling if loaded.sentence is not None else "mean"
     return ModelSpec(
         name=name,
         version=version,
@@ -316,7 +400,7 @@ def _model_spec(
         hidden_size=config.hidden_size,
         num_layers=config.num_hidden_layers,
         default_layers=(config.num_hidden_layers,),
-        default_pooling="mean",
+        default_pooling=cast(Any, pooling),
         max_sequence_length=loaded.max_sequence_length,
         special_tokens=loaded.tokenizer.special_tokens,
         special_token_ids=loaded.tokenizer.special_token_ids,
@@ -325,7 +409,9 @@ def _model_spec(
         tolerance=spec.tolerance,
         source=source,
         source_checksum=loaded.source_checksum,
+        sentence=_sentence_head(loaded),
         extra={
+            "model_type": loaded.member.model_type,
             "vocab_size": config.vocab_size,
             "num_attention_heads": config.num_attention_heads,
             "mask_positions_input": MASK_POSITIONS.name,

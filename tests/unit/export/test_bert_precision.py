@@ -13,7 +13,12 @@ import pytest
 from rich.console import Console
 
 from export.bert.exporter import import_bert
-from export.bert.precision import PrecisionCheckFailed, PrecisionPlan, check_precision
+from export.bert.precision import (
+    PrecisionCheckFailed,
+    PrecisionPlan,
+    ReducedPrecision,
+    check_precision,
+)
 from export.corpus import CorpusConfig, load_or_generate
 from modelrepo import ModelRepository, load_checked, read_spec
 from modelrepo.validation import PrecisionCheck, ValidationReport, validation_table
@@ -21,6 +26,11 @@ from service.domain import EmbedOptions, Pooling
 from service.runtime.bert import BertRuntime
 from service.runtime.session import CPU_FP32
 from tests.checkpoints import save_mlm_checkpoint
+from tests.sentence_checkpoints import (
+    ARCHITECTURES,
+    save_family_checkpoint,
+    save_sentence_transformer,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -216,3 +226,33 @@ def test_model_info_reports_the_precision(exports: dict[str, Path], precision: s
     runtime = served(exports[precision])
     view = ModelView(runtime.spec.name, (runtime.spec.version,), ModelState.READY, "", runtime)
     assert model_info(view).precision == precision
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_every_family_member_exports_reduced_and_passes_its_check(
+    tmp_path: Path, heldout: tuple[str, ...], architecture: str, precision: ReducedPrecision
+) -> None:
+    """int8 and fp16 of each architecture (its tokenizer, its inputs, its head) and of a
+    sentence-transformers folder with a Dense layer, whose weights come along."""
+    checkpoint = save_family_checkpoint(architecture, tmp_path / "checkpoint")
+    plan = PrecisionPlan(precision, heldout[:48])
+    reduced = import_bert(checkpoint, tmp_path / "models", "reduced", precision=plan)
+    assert load_checked(reduced).precision == precision
+    report = report_of(reduced)
+    assert report.passed and set(report.graphs) == {"encoder", "fill_mask"}
+    assert all(graph.precision is not None for graph in report.graphs.values())
+    folder = save_sentence_transformer(
+        tmp_path / "sentence",
+        architecture=architecture,
+        pooling="mean",
+        normalize=True,
+        dense_out=8,
+    )
+    sentence = import_bert(folder, tmp_path / "models", "sentence", precision=plan)
+    spec = load_checked(sentence)
+    assert spec.precision == precision and spec.sentence.files == ("dense_0.npz",)
+    runtime = served(sentence)
+    options = EmbedOptions(Pooling.MEAN, layers=spec.default_layers, normalize=True)
+    vectors = [p.result.vectors for p in runtime.embed_batch(runtime.prepare_embed(["a"], options))]
+    assert vectors[0].shape == (8,)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from export.bert.family import FAMILY
 from export.registry import ARCHITECTURES
 
 TESTS = Path(__file__).resolve().parents[2]
@@ -29,3 +30,8 @@ def validated_architectures() -> set[str]:
 def test_every_registered_architecture_has_a_validation_test() -> None:
     missing = set(ARCHITECTURES) - validated_architectures()
     assert not missing, f"architectures without a validation test: {sorted(missing)}"
+
+
+def test_every_member_of_the_bert_family_has_a_validation_test() -> None:
+    missing = set(FAMILY) - validated_architectures()
+    assert not missing, f"BERT-family architectures without a validation test: {sorted(missing)}"
