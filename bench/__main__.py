@@ -19,7 +19,9 @@ interleaved windows against two servers kept up side by side; "precision" serves
 bert-base-shaped model as fp32 and as int8 (fp16 on CUDA) and prints the throughput ratio next
 to the cosine of their embeddings; "stream" drives one EmbedStream with N messages in flight
 against N unary clients; "http" serves the OpenAI-compatible HTTP API beside gRPC and compares
-their texts/s on the same server, and the server CPU per word2vec request of each; "wire" (CPU
+their texts/s on the same server, and the server CPU per word2vec request of each; "sentence"
+serves an all-MiniLM-L6-v2-shaped sentence-transformers folder against raw ONNX Runtime and
+against sentence-transformers' own encode; "wire" (CPU
 only, seconds) times building and reading each vector encoding. What they share (load driver,
 batch recorder, raw replay) is in ``bench.common``.
 """
@@ -33,6 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.common.models import SENTENCE_MINILM as SENTENCE_MODEL
 from bench.common.models import ensure_models
 from bench.common.redis_server import RedisUnavailable
 from bench.common.report import console
@@ -52,7 +55,8 @@ from bench.sections.stream import bench_stream, report_stream
 from bench.sections.wire import bench_wire, report_wire
 
 SECTIONS = (
-    "serving", "batching", "floor", "cache", "metrics", "precision", "stream", "http", "wire"
+    "serving", "batching", "floor", "cache", "metrics", "precision", "stream", "http",
+    "sentence", "wire",
 )  # fmt: skip
 
 
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         *([args.precision_model] if "precision" in args.sections else []),
         *([args.stream_model] if "stream" in args.sections else []),
         *([*args.http_models, HTTP_CPU_MODEL] if "http" in args.sections else []),
+        *([SENTENCE_MODEL] if "sentence" in args.sections else []),
     ]
     names = list(dict.fromkeys(wanted))
     locations = ensure_models(names, args.models_dir, args.bench_models_dir)
@@ -287,6 +292,14 @@ def main(argv: list[str] | None = None) -> int:
             locations, args.http_models, texts, args.clients, args.seconds, engine
         )
         report_http(results["http"])
+    if "sentence" in args.sections:
+        # Imported here: it loads sentence-transformers (torch), which no other section needs.
+        from bench.sections.sentence import bench_sentence, report_sentence
+
+        results["sentence"] = bench_sentence(
+            locations[SENTENCE_MODEL], texts, args.clients, args.seconds, engine
+        )
+        report_sentence(results["sentence"])
     if "wire" in args.sections:
         results["wire"] = bench_wire()
         report_wire(results["wire"])

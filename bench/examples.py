@@ -3,7 +3,8 @@
 Each ``python -m service.client ...`` command in the README's shell blocks runs with this
 interpreter and ``--target`` put first, and is printed with its output, so a reader can see at a
 glance that every example still gives a sensible answer on the default models. Commands that
-need credentials a plain server does not ask for (TLS files, a token) are listed as skipped.
+need credentials a plain server does not ask for (TLS files, a token), or a model the server
+does not serve (one the README imports from the reader's own files), are listed as skipped.
 Exits 1 if an example fails.
 
     python -m bench.examples --target localhost:50051 [--readme README.md]
@@ -19,6 +20,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import grpc
+
+from service.client import EmbeddingClient
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = "service.client"
@@ -41,6 +46,16 @@ class Example:
     @property
     def needs_credentials(self) -> bool:
         return any(argument.split("=")[0] in CREDENTIAL_OPTIONS for argument in self.arguments)
+
+    @property
+    def model(self) -> str | None:
+        """The model the command names (``--model NAME`` or ``--model=NAME``), if any."""
+        for index, argument in enumerate(self.arguments):
+            if argument.startswith("--model="):
+                return argument.split("=", 1)[1]
+            if argument == "--model" and index + 1 < len(self.arguments):
+                return self.arguments[index + 1]
+        return None
 
 
 def _shell_commands(text: str) -> Iterator[tuple[int, str]]:
@@ -80,15 +95,33 @@ def command_of(example: Example, target: str) -> list[str]:
     return [sys.executable, "-m", CLIENT, "--target", target, *example.arguments]
 
 
-def run(examples: Sequence[Example], target: str) -> int:
+def served_models(target: str) -> set[str] | None:
+    """The models ``target`` lists, or None if it cannot be asked (then nothing is skipped)."""
+    try:
+        with EmbeddingClient(target, timeout=10) as client:
+            return {info.name for info in client.list_models().models}
+    except grpc.RpcError:
+        return None
+
+
+def skip_reason(example: Example, served: set[str] | None) -> str | None:
+    if example.needs_credentials:
+        return "needs a server with TLS or tokens configured"
+    if served is not None and example.model is not None and example.model not in served:
+        return f"the server does not serve {example.model!r}; the README imports it first"
+    return None
+
+
+def run(examples: Sequence[Example], target: str, served: set[str] | None = None) -> int:
     """Run and print each example; the number that failed."""
     failed = skipped = 0
     for example in examples:
         shown = shlex.join(["python", "-m", CLIENT, "--target", target, *example.arguments])
         print(f"$ {shown}    # README.md:{example.line}", flush=True)
-        if example.needs_credentials:
+        reason = skip_reason(example, served)
+        if reason is not None:
             skipped += 1
-            print("(skipped: needs a server with TLS or tokens configured)\n", flush=True)
+            print(f"(skipped: {reason})\n", flush=True)
             continue
         try:
             done = subprocess.run(
@@ -127,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not examples:
         print(f"{options.readme} has no `python -m {CLIENT}` example", file=sys.stderr)
         return 1
-    return 1 if run(examples, options.target) else 0
+    return 1 if run(examples, options.target, served_models(options.target)) else 0
 
 
 if __name__ == "__main__":

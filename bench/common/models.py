@@ -1,5 +1,6 @@
 """The models the benchmark measures: the default BERT, a bert-base-shaped and a 4 × 256 random
-one, and the default word2vec (the metrics section's cheapest request)."""
+one, a sentence-transformers folder shaped like all-MiniLM-L6-v2, and the default word2vec (the
+metrics section's cheapest request)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 BERT_BASE = "bert-base-random"
 BERT_SMALL = "bert-4x256-random"
+SENTENCE_MINILM = "minilm-sentence-random"
 WORD2VEC = "word2vec"
 
 
@@ -53,13 +55,46 @@ def _build_random_bert(models_dir: Path, name: str, config: BertConfig) -> None:
     import_bert(checkpoint, models_dir, name)
 
 
+def build_sentence_minilm(models_dir: Path) -> None:
+    """all-MiniLM-L6-v2's shape with random weights: a 6-layer, 384-wide BERT (12 heads, 30522
+    embeddings) in a sentence-transformers folder (mean pooling, Normalize, 256 tokens), saved
+    by sentence-transformers itself and imported as any user's folder is."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    from export.bert.exporter import import_bert
+    from export.bert.tokenizer import train_wordpiece
+    from export.bert.train import save_checkpoint
+    from export.corpus import CorpusConfig, load_or_generate
+
+    corpus = load_or_generate(Path("build/corpus"), CorpusConfig())
+    info = train_wordpiece(corpus.train.sentences, vocab_size=8000)
+    config = BertConfig(
+        hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536
+    )
+    torch.manual_seed(0)
+    root = models_dir.parent / "bench-checkpoints" / SENTENCE_MINILM
+    save_checkpoint(BertModel(config).eval(), info, root / "transformer", max_length=512)
+    transformer = Transformer(str(root / "transformer"), max_seq_length=256)
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    folder = root / "sentence-transformers"
+    SentenceTransformer(modules=[transformer, pooling, Normalize()], device="cpu").save(str(folder))
+    import_bert(folder, models_dir, SENTENCE_MINILM)
+
+
 def newest_directory(root: Path, name: str) -> Path:
     """The directory of the newest version of ``name`` in the repository at ``root``."""
     repository = ModelRepository(root)
     return repository.path(name, repository.newest(name) or 1)
 
 
-RANDOM_BERTS = {BERT_BASE: build_bert_base, BERT_SMALL: build_bert_small}
+RANDOM_BERTS = {
+    BERT_BASE: build_bert_base,
+    BERT_SMALL: build_bert_small,
+    SENTENCE_MINILM: build_sentence_minilm,
+}
 
 
 def ensure_precision(

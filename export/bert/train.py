@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+from transformers import BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from export.batches import length_bucketed_batches
 from export.bert.tokenizer import TokenizerInfo, train_wordpiece
@@ -174,7 +174,7 @@ def train_bert(
 
 
 def save_checkpoint(
-    model: BertForMaskedLM, info: TokenizerInfo, directory: Path, max_length: int
+    model: PreTrainedModel, info: TokenizerInfo, directory: Path, max_length: int
 ) -> None:
     """A standard checkpoint directory: transformers and its pipelines load it as is."""
     directory.mkdir(parents=True, exist_ok=True)

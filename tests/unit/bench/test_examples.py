@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.examples import ROOT, Example, command_of, readme_examples
+from bench.examples import ROOT, Example, command_of, readme_examples, skip_reason
 
 README = """\
 Some prose with python -m service.client models in it (not a command).
@@ -57,3 +57,14 @@ def test_the_readme_has_an_example_of_every_client_command() -> None:
         if not example.needs_credentials
     }
     assert {"models", "embed", "fill-mask", "similar", "tokenize", "health"} <= commands
+
+
+def test_commands_for_a_model_the_server_lacks_are_skipped() -> None:
+    imported = Example(1, ("embed", "--model", "e5", "--prompt-name", "query", "a"))
+    assert imported.model == "e5" and Example(1, ("embed", "--model=e5", "a")).model == "e5"
+    assert skip_reason(imported, {"bert"}) == (
+        "the server does not serve 'e5'; the README imports it first"
+    )
+    assert skip_reason(imported, {"bert", "e5"}) is None
+    assert skip_reason(imported, None) is None  # the listing failed: run it and see
+    assert skip_reason(Example(1, ("health",)), {"bert"}) is None
