@@ -1,6 +1,7 @@
 """How a model's sentence embedding is made beyond pooling, as its authors' sentence-transformers
 configuration says, recorded in ``spec.json`` at import: the normalisation, Dense layers after
-pooling, named prompts, whether prompt tokens are pooled, and lower-casing of the input.
+pooling, named prompts, whether prompt tokens are pooled, lower-casing of the input, and the
+similarity function the vectors are meant to be compared with.
 
 A model without such a configuration has the empty head: plain pooled vectors, no prompt.
 """
@@ -12,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Activation = Literal["identity", "tanh", "relu", "gelu", "sigmoid"]
+Similarity = Literal["cosine", "dot", "euclidean", "manhattan"]
 
 
 class _Frozen(BaseModel):
@@ -38,6 +40,9 @@ class SentenceHead(_Frozen):
         True, description="the prompt's tokens count in pooling (false: left out, as trained)"
     )
     lowercase: bool = Field(False, description="texts are lower-cased before tokenizing")
+    similarity: Similarity = Field(
+        "cosine", description="what the authors score two vectors with (similarity_fn_name)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SentenceHead:

@@ -6,8 +6,9 @@ weights, saved by sentence-transformers and imported as a user's folder is. Side
 run: the server's texts/s at saturation over gRPC (N clients, one held-out sentence per call,
 cache off), raw ONNX Runtime at exactly the batch shapes the server formed, and
 ``SentenceTransformer.encode`` on the same sentences (batch 32, as it defaults to) in this
-process. Goals: served at least 0.9 of raw, and ahead of ``encode``. The served vectors are
-checked against ``encode``'s first, so the three compute the same thing.
+process, on as many threads as the engine. Goals: served at least 0.9 of raw, and ahead of
+``encode``. The served vectors are checked against ``encode``'s first, so the three compute the
+same thing.
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ def _encode_rate(model: Any, sentences: list[str], seconds: float) -> float:
 def bench_sentence(
     root: Path, texts: Path, clients: int, seconds: float, engine: Engine
 ) -> dict[str, Any]:
+    import torch
     from sentence_transformers import SentenceTransformer
 
+    if engine.threads:  # encode on as many threads as the engine (default: both, per core)
+        torch.set_num_threads(engine.threads)
     directory = newest_directory(root, MODEL)
     spec = load_checked(directory)
     kind, _, folder = spec.source.partition(":")

@@ -370,6 +370,7 @@ def _sentence_head(loaded: LoadedBert) -> SentenceHead:
         default_prompt_name=pipeline.default_prompt_name,
         include_prompt=pipeline.include_prompt,
         lowercase=pipeline.lowercase,
+        similarity=pipeline.similarity,
     )
 
 

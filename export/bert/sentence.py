@@ -4,7 +4,8 @@ authors' ``SentenceTransformer.encode`` computes it.
 Read: ``modules.json`` (Transformer → Pooling → Dense… → Normalize, in that order), the Pooling
 config (``cls``, ``mean``, ``max``, ``mean_sqrt_len_tokens``; ``include_prompt``), each Dense
 module's config and weights, ``sentence_bert_config.json`` (``max_seq_length``,
-``do_lower_case``) and ``config_sentence_transformers.json`` (prompts, default prompt). Both
+``do_lower_case``) and ``config_sentence_transformers.json`` (prompts, default prompt,
+similarity function). Both
 layouts are read: the one sentence-transformers 2.x/3.x wrote, which most published checkpoints
 carry (``pooling_mode_*_token`` flags, ``max_seq_length`` in ``sentence_bert_config.json``), and
 the current one (``pooling_mode``, the length in the tokenizer's ``model_max_length``). A module
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from modelrepo.sentence import Activation
+from modelrepo.sentence import Activation, Similarity
 
 MODULES_FILE = "modules.json"
 POOLINGS = {"cls": "cls", "mean": "mean", "max": "max", "mean_sqrt_len_tokens": "mean_sqrt_len"}
@@ -40,6 +41,15 @@ ACTIVATIONS: dict[str, Activation] = {
     "torch.nn.modules.activation.Sigmoid": "sigmoid",
     "torch.nn.modules.activation.GELU": "gelu",
 }
+SIMILARITIES: dict[str, Similarity] = {
+    "cosine": "cosine",
+    "dot": "dot",
+    "dot_product": "dot",
+    "euclidean": "euclidean",
+    "manhattan": "manhattan",
+}
+"""sentence-transformers' ``similarity_fn_name`` values → ours (MaxSim, of multi-vector models,
+is not served)."""
 CONFIG_FILES = (
     "sentence_bert_config.json",
     "sentence_roberta_config.json",
@@ -72,6 +82,7 @@ class SentencePipeline:
     lowercase: bool = False
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
+    similarity: Similarity = "cosine"
 
 
 def read_sentence_pipeline(folder: Path) -> SentencePipeline | None:
@@ -100,7 +111,8 @@ def read_sentence_pipeline(folder: Path) -> SentencePipeline | None:
     transformer_dir = kinds[0][1]
     pooling, include_prompt = _pooling(kinds[1][1] / "config.json")
     settings = _transformer_settings(transformer_dir, folder)
-    prompts, default_prompt = _prompts(folder / "config_sentence_transformers.json")
+    settings_file = folder / "config_sentence_transformers.json"
+    prompts, default_prompt = _prompts(settings_file)
     return SentencePipeline(
         transformer_dir=transformer_dir,
         pooling=pooling,
@@ -111,6 +123,7 @@ def read_sentence_pipeline(folder: Path) -> SentencePipeline | None:
         lowercase=bool(settings.get("do_lower_case", False)),
         prompts=prompts,
         default_prompt_name=default_prompt,
+        similarity=_similarity(settings_file),
     )
 
 
@@ -169,6 +182,18 @@ def _prompts(path: Path) -> tuple[dict[str, str], str | None]:
     if default is not None and default not in prompts:
         raise ValueError(f"{path}: default_prompt_name {default!r} is not among its prompts")
     return prompts, default
+
+
+def _similarity(path: Path) -> Similarity:
+    """The folder's similarity function; cosine where it names none (as sentence-transformers)."""
+    name = _read(path).get("similarity_fn_name") if path.is_file() else None
+    if name is None:
+        return "cosine"
+    if name not in SIMILARITIES:
+        raise ValueError(
+            f"{path}: similarity_fn_name {name!r} is not known (known: {sorted(SIMILARITIES)})"
+        )
+    return SIMILARITIES[name]
 
 
 def _dense(directory: Path) -> Dense:

@@ -283,6 +283,7 @@ def model_info(view: ModelView) -> pb.ModelInfo:
             default_normalize=spec.sentence.normalize,
             prompts=spec.sentence.prompts,
             default_prompt_name=spec.sentence.default_prompt_name or "",
+            similarity=spec.sentence.similarity,
         )
     )
     return info

@@ -78,6 +78,10 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {name: save_sentence_transformer(root / name, **kw) for name, kw in FOLDERS.items()}
     for legacy, new in LEGACY.items():
         built[legacy] = save_legacy_sentence_transformer(built[new], root / legacy)
+    settings = built["electra-max"] / "config_sentence_transformers.json"
+    settings.write_text(
+        json.dumps(json.loads(settings.read_text()) | {"similarity_fn_name": "dot"})
+    )
     for name, folder in built.items():
         import_bert(folder, root / "models", name)
     return {**built, "models": root / "models"}
@@ -150,7 +154,9 @@ def test_model_info_describes_the_pipeline(client: EmbeddingClient) -> None:
     assert short.max_sequence_length == 12 and not short.default_normalize
     assert short.default_pooling == pb.POOLING_MEAN_SQRT_LEN
     assert client.get_model("bert-cls").default_pooling == pb.POOLING_CLS
-    assert client.get_model("electra-max").default_pooling == pb.POOLING_MAX
+    electra = client.get_model("electra-max")
+    assert electra.default_pooling == pb.POOLING_MAX and electra.similarity == "dot"
+    assert prompts.similarity == dense.similarity == "cosine"
 
 
 def test_dimensions_cut_and_renormalise_like_matryoshka_encode(
@@ -283,8 +289,15 @@ def test_the_openai_client_gets_dimensions_and_prompts(
             ),
             "default_prompt_name 'summary' is not among its prompts",
         ),
+        (
+            (
+                "config_sentence_transformers.json",
+                lambda config: config | {"similarity_fn_name": "maxsim"},
+            ),
+            "similarity_fn_name 'maxsim' is not known",
+        ),
     ],
-    ids=["module", "pooling", "concatenated", "activation", "order", "default-prompt"],
+    ids=["module", "pooling", "concatenated", "activation", "order", "default-prompt", "maxsim"],
 )
 def test_what_the_server_cannot_reproduce_fails_the_import_by_name(
     folders: dict[str, Path], tmp_path: Path, edit: tuple[str, Any], message: str

@@ -275,7 +275,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "architecture", "dim", "num_layers", "max_sequence_length", "capabilities", "default_pooling", "default_layers", "mask_token", "versions", "source_checksum", "ready", "state", "state_reason", "precision", "default_normalize", "prompts", "default_prompt_name")
+    __slots__ = ("name", "version", "architecture", "dim", "num_layers", "max_sequence_length", "capabilities", "default_pooling", "default_layers", "mask_token", "versions", "source_checksum", "ready", "state", "state_reason", "precision", "default_normalize", "prompts", "default_prompt_name", "similarity")
     class PromptsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +302,7 @@ class ModelInfo(_message.Message):
     DEFAULT_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_PROMPT_NAME_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     architecture: str
@@ -321,4 +322,5 @@ class ModelInfo(_message.Message):
     default_normalize: bool
     prompts: _containers.ScalarMap[str, str]
     default_prompt_name: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., architecture: _Optional[str] = ..., dim: _Optional[int] = ..., num_layers: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., default_pooling: _Optional[_Union[Pooling, str]] = ..., default_layers: _Optional[_Iterable[int]] = ..., mask_token: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., source_checksum: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[_Union[ModelState, str]] = ..., state_reason: _Optional[str] = ..., precision: _Optional[str] = ..., default_normalize: _Optional[bool] = ..., prompts: _Optional[_Mapping[str, str]] = ..., default_prompt_name: _Optional[str] = ...) -> None: ...
+    similarity: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., architecture: _Optional[str] = ..., dim: _Optional[int] = ..., num_layers: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., default_pooling: _Optional[_Union[Pooling, str]] = ..., default_layers: _Optional[_Iterable[int]] = ..., mask_token: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., source_checksum: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[_Union[ModelState, str]] = ..., state_reason: _Optional[str] = ..., precision: _Optional[str] = ..., default_normalize: _Optional[bool] = ..., prompts: _Optional[_Mapping[str, str]] = ..., default_prompt_name: _Optional[str] = ..., similarity: _Optional[str] = ...) -> None: ...
