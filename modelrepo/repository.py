@@ -138,6 +138,12 @@ class ModelSpec(_Frozen):
         for layer in self.default_layers:
             if not 0 <= layer <= self.num_layers:
                 raise ValueError(f"default layer {layer} is outside 0..{self.num_layers}")
+        dense = self.sentence.dense
+        if dense and dense[0].in_features != self.hidden_size:
+            raise ValueError(
+                f"the first Dense layer takes {dense[0].in_features} values, but the encoder "
+                f"gives {self.hidden_size}"
+            )
         return self
 
     def graph(self, role: str) -> GraphSpec:

@@ -1,7 +1,8 @@
 """How a model's sentence embedding is made beyond pooling, as its authors' sentence-transformers
 configuration says, recorded in ``spec.json`` at import: the normalisation, Dense layers after
-pooling, named prompts, whether prompt tokens are pooled, lower-casing of the input, and the
-similarity function the vectors are meant to be compared with.
+pooling, named prompts, whether prompt tokens are pooled, and the similarity function the
+vectors are meant to be compared with. (Lower-casing, where the folder asks for it, is a step
+of the served ``tokenizer.json``.)
 
 A model without such a configuration has the empty head: plain pooled vectors, no prompt.
 """
@@ -39,7 +40,6 @@ class SentenceHead(_Frozen):
     include_prompt: bool = Field(
         True, description="the prompt's tokens count in pooling (false: left out, as trained)"
     )
-    lowercase: bool = Field(False, description="texts are lower-cased before tokenizing")
     similarity: Similarity = Field(
         "cosine", description="what the authors score two vectors with (similarity_fn_name)"
     )

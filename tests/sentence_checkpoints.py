@@ -61,6 +61,10 @@ from tests.checkpoints import sentences
 
 ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra")
 MAX_LENGTH = 128
+"""Positions of every model (RoBERTa's and XLM-R's table has two more, for their offset)."""
+TOKENIZER_MAX_LENGTH = 512
+"""The tokenizers' own limit, as hub checkpoints have it: above the positions, so the served
+limit must come from the position table (less RoBERTa's offset)."""
 # Our spelling -> sentence-transformers 6.3's ``pooling_mode``; "cls", "mean", "max" are both.
 POOLING_MODES = {"mean-sqrt-len": "mean_sqrt_len_tokens"}
 _BERT_SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -219,7 +223,7 @@ def save_family_checkpoint(
         warnings.simplefilter("ignore")
         model.save_pretrained(directory)
         kind = _TOKENIZER_CLASSES.get(architecture, BertTokenizer)
-        tokenizer = kind(tokenizer_object=backend, model_max_length=MAX_LENGTH)
+        tokenizer = kind(tokenizer_object=backend, model_max_length=TOKENIZER_MAX_LENGTH)
         tokenizer.save_pretrained(directory)
         _check_family_checkpoint(architecture, directory, with_mlm, mask)
     return directory
@@ -233,7 +237,7 @@ def _check_family_checkpoint(architecture: str, directory: Path, with_mlm: bool,
         loaded.mask_token == mask
         and mask_id in loaded("the river bank " + mask + " flows")["input_ids"]
     )
-    assert loaded.model_max_length == MAX_LENGTH
+    assert loaded.model_max_length == TOKENIZER_MAX_LENGTH
     file = Tokenizer.from_file(str(directory / "tokenizer.json"))
     for text in ("The River bank, 42 times!", "query: apples  and pears", "passage: the old mill"):
         assert loaded(text)["input_ids"] == file.encode(text).ids, (architecture, text)
@@ -284,9 +288,10 @@ def save_sentence_transformer(
     return directory
 
 
-def save_legacy_sentence_transformer(new: Path, legacy: Path) -> Path:
+def save_legacy_sentence_transformer(new: Path, legacy: Path, do_lower_case: bool = False) -> Path:
     """``new`` (from :func:`save_sentence_transformer`) rewritten in the 2.x/3.x layout that hub
-    checkpoints (all-MiniLM-L6-v2, bge, e5) carry, so importers are tested on both."""
+    checkpoints (all-MiniLM-L6-v2, bge, e5) carry, so importers are tested on both; with
+    ``do_lower_case``, texts are lower-cased as sentence-transformers does for it."""
     shutil.copytree(new, legacy)
     max_seq_length = _read(legacy / "tokenizer_config.json")["model_max_length"]
     modules = _read(legacy / "modules.json")
@@ -296,13 +301,13 @@ def save_legacy_sentence_transformer(new: Path, legacy: Path) -> Path:
         module["type"] = f"sentence_transformers.models.{kind}"
         folder = legacy / module["path"]
         if kind == "Transformer":
-            bert_config = {"max_seq_length": max_seq_length, "do_lower_case": False}
+            bert_config = {"max_seq_length": max_seq_length, "do_lower_case": do_lower_case}
             _write(folder / "sentence_bert_config.json", bert_config)
             # Hub repositories keep the tokenizer's own limit; theirs is in sentence_bert_config.
             tokenizer_config = _read(folder / "tokenizer_config.json")
             _write(
                 folder / "tokenizer_config.json",
-                tokenizer_config | {"model_max_length": MAX_LENGTH},
+                tokenizer_config | {"model_max_length": TOKENIZER_MAX_LENGTH},
             )
         elif kind == "Pooling":
             _write(folder / "config.json", _legacy_pooling(_read(folder / "config.json")))
@@ -311,7 +316,9 @@ def save_legacy_sentence_transformer(new: Path, legacy: Path) -> Path:
             assert config["activation_function"] == "torch.nn.modules.activation.Tanh", config
             keys = ("in_features", "out_features", "bias", "activation_function")
             _write(folder / "config.json", {key: config[key] for key in keys})
+            # 2.x saved Dense weights with torch.save only
             torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+            (folder / "model.safetensors").unlink()
         else:  # Normalize saved nothing in 2.x/3.x, and git keeps no empty folder.
             shutil.rmtree(folder)
     _write(legacy / "modules.json", modules)

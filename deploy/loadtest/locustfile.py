@@ -93,6 +93,13 @@ WEIGHTS = {
 """Default task weights; MostSimilar counts only with ``--similar-model``."""
 
 
+def _dimensions(text: str) -> int:
+    """``--dimensions``: a count of values, 0 for all of them."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a count of values (0: all), got {text!r}")
+    return int(text)
+
+
 @_on(events.init_command_line_parser)
 def _arguments(parser: Any) -> None:
     add = parser.add_argument
@@ -106,7 +113,12 @@ def _arguments(parser: Any) -> None:
         help="Embed normalisation (default: the model's)",
     )
     add("--prompt-name", default="", help="Embed prompt, one of the model's (default: its own)")
-    add("--dimensions", type=int, default=0, help="Embed: keep the first N values (0: all)")
+    add(
+        "--dimensions",
+        type=_dimensions,
+        default=0,
+        help="Embed: keep the first N values (0: all)",
+    )
     add("--texts-per-request", type=int, default=1, help="texts in each Embed/FillMask call")
     add("--long-sentences", type=int, default=4, help="sentences in a long text")
     add("--repeat-ratio", type=float, default=0.5, help="share of texts sent before (cache)")

@@ -30,7 +30,7 @@ from export.bert.graphs import (
     bert_export_spec,
 )
 from export.bert.precision import PrecisionPlan, check_precision, convert_graph
-from export.bert.sentence import SentencePipeline, read_sentence_pipeline
+from export.bert.sentence import WEIGHT_FILES, SentencePipeline, read_sentence_pipeline
 from export.bert.tokenizer import TokenizerInfo, load_checkpoint_tokenizer
 from export.optimize import optimize_transformer
 from export.publish import publish_version
@@ -48,8 +48,6 @@ from modelrepo import (
 from modelrepo.validation import OPTIMIZED, UNOPTIMIZED
 
 log = logging.getLogger(__name__)
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 @contextmanager
@@ -120,17 +118,15 @@ def load_checkpoint(directory: Path) -> LoadedBert:
     encoder = cast(PreTrainedModel, getattr(mlm, mlm.base_model_prefix))
     files = [checkpoint / "config.json", *weights]
     if sentence is not None:  # the pipeline's configuration and Dense weights count too
-        files += sorted(
-            path
-            for path in directory.rglob("*")
-            if path.is_file() and path.suffix in (".json", ".safetensors", ".bin")
-        )
+        files += sentence.files
+    options = sentence.tokenizer_options if sentence is not None else {}
+    lowercase = sentence is not None and sentence.lowercase
     return LoadedBert(
         config=config,
         member=member,
         encoder=encoder,
         mlm=None if head_missing else mlm,
-        tokenizer=load_checkpoint_tokenizer(checkpoint),
+        tokenizer=load_checkpoint_tokenizer(checkpoint, options, lowercase),
         source_checksum=sha256_of_files(list(dict.fromkeys(files))),
         sentence=sentence,
     )
@@ -369,7 +365,6 @@ def _sentence_head(loaded: LoadedBert) -> SentenceHead:
         prompts=pipeline.prompts,
         default_prompt_name=pipeline.default_prompt_name,
         include_prompt=pipeline.include_prompt,
-        lowercase=pipeline.lowercase,
         similarity=pipeline.similarity,
     )
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from export.bert.tokenizer import HUB_OPTIONS
 from modelrepo.sentence import Activation, Similarity
 
 MODULES_FILE = "modules.json"
@@ -34,9 +35,10 @@ LEGACY_POOLINGS = {
     "pooling_mode_weightedmean_tokens": "weightedmean",
     "pooling_mode_lasttoken": "lasttoken",
 }
+TANH = "torch.nn.modules.activation.Tanh"
 ACTIVATIONS: dict[str, Activation] = {
     "torch.nn.modules.linear.Identity": "identity",
-    "torch.nn.modules.activation.Tanh": "tanh",
+    TANH: "tanh",
     "torch.nn.modules.activation.ReLU": "relu",
     "torch.nn.modules.activation.Sigmoid": "sigmoid",
     "torch.nn.modules.activation.GELU": "gelu",
@@ -57,6 +59,10 @@ CONFIG_FILES = (
     "sentence_xlm-roberta_config.json",
 )
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+"""Where a checkpoint or a module keeps its weights, in the order they are looked for."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+MODEL_OPTIONS = HUB_OPTIONS | {"torch_dtype", "dtype", "attn_implementation", "trust_remote_code"}
+"""Model arguments that change how weights load, not what the model computes."""
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,15 @@ class SentencePipeline:
     dense: tuple[Dense, ...] = ()
     normalize: bool = False
     max_seq_length: int | None = None
+    """Tokens per text where the folder says (over the tokenizer's own limit)."""
     lowercase: bool = False
+    tokenizer_options: dict[str, Any] = field(default_factory=dict)
+    """Arguments the folder gives its tokenizer (``processor_kwargs``, ``tokenizer_args``)."""
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     similarity: Similarity = "cosine"
+    files: tuple[Path, ...] = ()
+    """The folder's own files read (configurations, Dense weights), for the source checksum."""
 
 
 def read_sentence_pipeline(folder: Path) -> SentencePipeline | None:
@@ -110,20 +121,38 @@ def read_sentence_pipeline(folder: Path) -> SentencePipeline | None:
         )
     transformer_dir = kinds[0][1]
     pooling, include_prompt = _pooling(kinds[1][1] / "config.json")
-    settings = _transformer_settings(transformer_dir, folder)
+    if normalize:
+        _check_normalize(kinds[-1][1] / "config.json")
+    settings_path, settings = _transformer_settings(transformer_dir, folder)
+    tokenizer_options = _tokenizer_options(settings_path, settings)
+    max_seq_length = settings.get("max_seq_length")
     settings_file = folder / "config_sentence_transformers.json"
     prompts, default_prompt = _prompts(settings_file)
+    module_files = [
+        path
+        for _, directory in kinds[1:]
+        if directory.is_dir()
+        for path in sorted(directory.iterdir())
+        if path.suffix in (".json", *WEIGHT_SUFFIXES)
+    ]
     return SentencePipeline(
         transformer_dir=transformer_dir,
         pooling=pooling,
         include_prompt=include_prompt,
         dense=tuple(_dense(directory) for kind, directory in kinds[2:] if kind == "Dense"),
         normalize=normalize,
-        max_seq_length=settings.get("max_seq_length"),
+        # the tokenizer's own argument wins over max_seq_length, as in sentence-transformers
+        max_seq_length=None if "model_max_length" in tokenizer_options else max_seq_length,
         lowercase=bool(settings.get("do_lower_case", False)),
+        tokenizer_options=tokenizer_options,
         prompts=prompts,
         default_prompt_name=default_prompt,
         similarity=_similarity(settings_file),
+        files=tuple(
+            file
+            for file in (path, settings_file, settings_path, *module_files)
+            if file is not None and file.is_file()
+        ),
     )
 
 
@@ -163,21 +192,57 @@ def _pooling(path: Path) -> tuple[str, bool]:
     return POOLINGS[modes[0]], bool(config.get("include_prompt", True))
 
 
-def _transformer_settings(transformer_dir: Path, folder: Path) -> dict[str, Any]:
-    """``max_seq_length`` and ``do_lower_case`` where the folder keeps them."""
+def _transformer_settings(
+    transformer_dir: Path, folder: Path
+) -> tuple[Path | None, dict[str, Any]]:
+    """The Transformer module's settings file and contents, where the folder keeps them."""
     for directory in dict.fromkeys((transformer_dir, folder)):
         for name in CONFIG_FILES:
             if (directory / name).is_file():
                 settings = _read(directory / name)
-                return settings if isinstance(settings, dict) else {}
-    return {}
+                return directory / name, settings if isinstance(settings, dict) else {}
+    return None, {}
+
+
+def _tokenizer_options(path: Path | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """The tokenizer's arguments, after refusing settings that change the model in ways the
+    export would not see (another task, another output, arguments to its config or weights)."""
+    task = settings.get("transformer_task")
+    if task not in (None, "feature-extraction"):
+        raise ValueError(f"{path}: transformer_task {task!r} is not served (feature-extraction)")
+    output = settings.get("module_output_name")
+    if output not in (None, "token_embeddings"):
+        raise ValueError(f"{path}: module_output_name {output!r} is not served")
+    for key, allowed in (
+        ("config_kwargs", HUB_OPTIONS),
+        ("config_args", HUB_OPTIONS),
+        ("model_kwargs", MODEL_OPTIONS),
+        ("model_args", MODEL_OPTIONS),
+    ):
+        refused = sorted(set(settings.get(key) or {}) - allowed)
+        if refused:
+            raise ValueError(f"{path}: {key} {refused} would change the model; not supported")
+    options = settings.get("processor_kwargs") or settings.get("tokenizer_args") or {}
+    if not isinstance(options, dict):
+        raise ValueError(f"{path}: the tokenizer's arguments are not a mapping: {options!r}")
+    return options
+
+
+def _check_normalize(path: Path) -> None:
+    config = _read(path) if path.is_file() else {}
+    source = config.get("module_input_name") if isinstance(config, dict) else None
+    if source not in (None, "sentence_embedding"):
+        raise ValueError(f"{path}: a Normalize module on {source!r} is not supported")
 
 
 def _prompts(path: Path) -> tuple[dict[str, str], str | None]:
     if not path.is_file():
         return {}, None
     config = _read(path)
-    prompts = {str(k): str(v) for k, v in (config.get("prompts") or {}).items()}
+    raw = config.get("prompts") or {}
+    if not isinstance(raw, dict) or not all(isinstance(text, str) for text in raw.values()):
+        raise ValueError(f"{path}: prompts must map names to texts, got {raw!r}")
+    prompts = {str(name): text for name, text in raw.items()}
     default = config.get("default_prompt_name")
     if default is not None and default not in prompts:
         raise ValueError(f"{path}: default_prompt_name {default!r} is not among its prompts")
@@ -199,7 +264,8 @@ def _similarity(path: Path) -> Similarity:
 def _dense(directory: Path) -> Dense:
     """A Dense module's activation and weights (``linear.weight``, ``linear.bias``)."""
     config = _read(directory / "config.json")
-    activation = ACTIVATIONS.get(str(config.get("activation_function")))
+    # sentence-transformers' Dense defaults to Tanh when its config names no activation
+    activation = ACTIVATIONS.get(str(config.get("activation_function", TANH)))
     if activation is None:
         raise ValueError(
             f"{directory}: activation {config.get('activation_function')!r} is not supported "
@@ -211,7 +277,18 @@ def _dense(directory: Path) -> Dense:
         if config.get(key, "sentence_embedding") not in ("sentence_embedding", None):
             raise ValueError(f"{directory}: a Dense module on {config[key]!r} is not supported")
     weights = _weights(directory)
+    if "linear.weight" not in weights:
+        raise ValueError(f"{directory}: no linear.weight among the Dense weights {sorted(weights)}")
     weight = weights["linear.weight"]
+    declared = (
+        config.get("in_features", weight.shape[1]),
+        config.get("out_features", weight.shape[0]),
+    )
+    if declared != (weight.shape[1], weight.shape[0]):
+        raise ValueError(
+            f"{directory}: the config says {declared[0]} -> {declared[1]}, the weights are "
+            f"{weight.shape[1]} -> {weight.shape[0]}"
+        )
     bias = weights.get("linear.bias")
     if bias is None:
         bias = np.zeros(weight.shape[0], dtype=np.float32)

@@ -1,4 +1,4 @@
-"""WordPiece tokenizers: trained on our corpus, or rebuilt from a checkpoint's files.
+"""Tokenizers: WordPiece trained on our corpus, or the one transformers uses for a checkpoint.
 
 The served artifact is always one ``tokenizer.json`` of the ``tokenizers`` library, which the
 server loads without transformers.
@@ -6,10 +6,10 @@ server loads without transformers.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from tokenizers import (
     Tokenizer,
@@ -72,39 +72,67 @@ def train_wordpiece(sentences: Iterable[str], vocab_size: int) -> TokenizerInfo:
     return _describe(tokenizer, dict(SPECIAL_TOKENS), None)
 
 
-def load_checkpoint_tokenizer(directory: Path) -> TokenizerInfo:
-    """The tokenizer of a Hugging Face BERT checkpoint: ``tokenizer.json`` or ``vocab.txt``.
+HUB_OPTIONS = frozenset(
+    ("revision", "cache_dir", "token", "use_auth_token", "local_files_only", "force_download")
+)
+"""Tokenizer options about fetching files, which change nothing in a local folder."""
 
-    Special tokens and lowercasing come from ``tokenizer_config.json`` /
-    ``special_tokens_map.json`` when present, else BERT's defaults.
+
+def load_checkpoint_tokenizer(
+    directory: Path, options: Mapping[str, Any] | None = None, lowercase: bool = False
+) -> TokenizerInfo:
+    """The tokenizer transformers tokenizes a checkpoint with, as one ``tokenizers`` pipeline.
+
+    Not the checkpoint's ``tokenizer.json`` as it is: transformers 5's tokenizer classes rebuild
+    parts of it (XLM-R's pre-tokenizer, BERT's normaliser from ``do_lower_case``), so what
+    ``AutoTokenizer`` ends up with (given ``options``, a sentence-transformers folder's tokenizer
+    arguments) is what is served. ``lowercase`` puts a Lowercase step first where the pipeline
+    has none, as sentence-transformers does for ``do_lower_case``. Special tokens and the
+    length limit are the loaded tokenizer's.
     """
-    config = _read_json(directory / "tokenizer_config.json")
+    from transformers import AutoTokenizer
+
+    arguments = {key: value for key, value in (options or {}).items() if key not in HUB_OPTIONS}
+    try:
+        loaded = AutoTokenizer.from_pretrained(directory, **arguments)
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"{directory}: transformers cannot load its tokenizer ({error})") from None
+    if not loaded.is_fast:
+        raise ValueError(f"{directory}: {type(loaded).__name__} has no fast (tokenizers) pipeline")
+    tokenizer = Tokenizer.from_str(loaded.backend_tokenizer.to_str())
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    if lowercase and not _lowercases(tokenizer.normalizer):
+        steps: list[normalizers.Normalizer] = [normalizers.Lowercase()]
+        if isinstance(tokenizer.normalizer, normalizers.Sequence):
+            steps += _steps(tokenizer.normalizer)
+        elif tokenizer.normalizer is not None:
+            steps.append(tokenizer.normalizer)
+        tokenizer.normalizer = normalizers.Sequence(steps)
     special = dict(SPECIAL_TOKENS)
-    for source in (config, _read_json(directory / "special_tokens_map.json")):
-        for role in SPECIAL_TOKENS:
-            value = source.get(f"{role}_token")
-            if isinstance(value, dict):
-                value = value.get("content")
-            if isinstance(value, str):
-                special[role] = value
-    if (directory / "tokenizer.json").is_file():
-        tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-    elif (directory / "vocab.txt").is_file():
-        vocab = _read_vocab(directory / "vocab.txt")
-        tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token=special["unk"]))
-        _bert_pipeline(tokenizer, lowercase=bool(config.get("do_lower_case", True)))
-        _add_template(tokenizer, special)
-    else:
-        raise FileNotFoundError(
-            f"{directory}: no tokenizer.json or vocab.txt; a BERT checkpoint directory needs one"
-        )
-    max_length = config.get("model_max_length")
-    usable_max = (
-        int(max_length) if isinstance(max_length, int | float) and max_length < 1e6 else None
-    )
+    for role in SPECIAL_TOKENS:
+        token = getattr(loaded, f"{role}_token", None)
+        if isinstance(token, str):
+            special[role] = token
+    max_length = loaded.model_max_length
+    usable_max = int(max_length) if isinstance(max_length, int) and max_length < 10**6 else None
     return _describe(tokenizer, special, usable_max)
+
+
+def _lowercases(normalizer: normalizers.Normalizer | None) -> bool:
+    """Whether the pipeline has a Lowercase step of its own (sentence-transformers' test: a
+    BERT normaliser that lowercases does not count)."""
+    if isinstance(normalizer, normalizers.Lowercase):
+        return True
+    if isinstance(normalizer, normalizers.Sequence):
+        return any(isinstance(step, normalizers.Lowercase) for step in _steps(normalizer))
+    return False
+
+
+def _steps(sequence: normalizers.Sequence) -> list[normalizers.Normalizer]:
+    """The steps of a Sequence (iterable at run time; its type stubs do not say so)."""
+    steps: list[normalizers.Normalizer] = list(cast(Iterable[normalizers.Normalizer], sequence))
+    return steps
 
 
 def _describe(
@@ -117,15 +145,3 @@ def _describe(
             raise ValueError(f"special token {token!r} ({role}) is not in the vocabulary")
         ids[role] = token_id
     return TokenizerInfo(tokenizer, special, ids, max_length)
-
-
-def _read_vocab(path: Path) -> dict[str, int]:
-    tokens = path.read_text(encoding="utf-8").splitlines()
-    return {token: index for index, token in enumerate(tokens)}
-
-
-def _read_json(path: Path) -> dict[str, object]:
-    if not path.is_file():
-        return {}
-    loaded = json.loads(path.read_text(encoding="utf-8"))
-    return loaded if isinstance(loaded, dict) else {}

@@ -30,7 +30,13 @@ import numpy as np
 
 from proto.embedding.v1 import embedding_pb2 as pb
 from service.client.channel import DEFAULT_TARGET, LOAD_BALANCING, read_token_file
-from service.client.messages import CACHE_POLICIES, ENCODINGS, POOLINGS, vectors
+from service.client.messages import (
+    CACHE_POLICIES,
+    ENCODINGS,
+    POOLINGS,
+    dimensions_option,
+    vectors,
+)
 from service.client.sync import EmbeddingClient
 
 
@@ -79,7 +85,10 @@ def _parser() -> argparse.ArgumentParser:
         "--prompt-name", default="", help="one of the model's prompts (default: its own)"
     )
     embed.add_argument(
-        "--dimensions", type=int, default=0, help="keep the first N values of each vector"
+        "--dimensions",
+        type=dimensions_option,
+        default=0,
+        help="keep the first N values of each vector (0: all)",
     )
     embed.add_argument("--truncate", action="store_true")
     embed.add_argument(

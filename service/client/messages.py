@@ -3,6 +3,7 @@ and the vectors read back from an ``EmbedResponse``."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,6 +41,17 @@ _RAW_DTYPES = {
     pb.VECTOR_ENCODING_FLOAT32: np.dtype("<f4"),
     pb.VECTOR_ENCODING_FLOAT16: np.dtype("<f2"),
 }
+
+
+def dimensions_option(text: str) -> int:
+    """A command line's ``--dimensions``: a count of values, 0 for all of them."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a count of values (0: all), got {text!r}")
+    return value
 
 
 def embed_request(

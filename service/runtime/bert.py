@@ -3,9 +3,10 @@ the checkpoint's own tokenizer (WordPiece, byte-level BPE or Unigram) through ``
 encoder and fill-mask graphs fed the inputs they declare (DistilBERT has no token types).
 
 A model imported with a sentence-transformers configuration is served as its authors'
-``encode`` computes it: texts lower-cased if it says so, a named prompt put before each text
-(its tokens left out of pooling where it was trained so), the pooled vector through its Dense
-layers, normalised by default where it ends in Normalize (``spec.sentence``)."""
+``encode`` computes it (lower-casing, where it asks for it, is in its tokenizer): a named
+prompt put before each text (its tokens left out of pooling where it was trained so), the
+pooled vector through its Dense layers, normalised by default where it ends in Normalize
+(``spec.sentence``)."""
 
 from __future__ import annotations
 
@@ -87,17 +88,14 @@ class BertRuntime:
         alone, less its closing special token; an empty prompt is no prompt."""
         if not prompt:
             return 0
-        ids = self.tokenizer.encode(self._cased(prompt)).ids
+        ids = self.tokenizer.encode(prompt).ids
         special = set(self.spec.special_token_ids.values())
         return len(ids) - 1 if ids and ids[-1] in special else len(ids)
 
     # -- tokenization ---------------------------------------------------------------------
-    def _cased(self, text: str) -> str:
-        return text.lower() if self.spec.sentence.lowercase else text
-
     def _encode(self, texts: Sequence[str], prompt: str = "") -> list[Encoding]:
         require_words(texts)
-        return self.tokenizer.encode_batch([self._cased(prompt + text) for text in texts])
+        return self.tokenizer.encode_batch([prompt + text for text in texts])
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
         return [
@@ -106,16 +104,19 @@ class BertRuntime:
         ]
 
     def _fit(
-        self, index: int, encoding: Encoding, truncate: bool
+        self, index: int, encoding: Encoding, truncate: bool, prompt_name: str = ""
     ) -> tuple[np.ndarray, tuple[str, ...], bool]:
         ids, tokens = encoding.ids, encoding.tokens
         limit = self.spec.max_sequence_length
         if len(ids) <= limit:
             return np.asarray(ids, dtype=np.int64), tuple(tokens), False
         if not truncate:
+            counted = (
+                f"special tokens and prompt {prompt_name!r}" if prompt_name else "special tokens"
+            )
             raise InvalidArgument(
                 f"texts[{index}] has {len(ids)} tokens, more than {self.spec.name}'s maximum of "
-                f"{limit} (special tokens included); shorten it or set truncate"
+                f"{limit} ({counted} included); shorten it or set truncate"
             )
         kept = [*ids[: limit - 1], self.sep_id]
         return np.asarray(kept, dtype=np.int64), (*tokens[: limit - 1], tokens[-1]), True
@@ -127,7 +128,7 @@ class BertRuntime:
         start = 0 if not name or self.spec.sentence.include_prompt else self.prompt_lengths[name]
         items = []
         for index, encoding in enumerate(self._encode(texts, prompt)):
-            ids, tokens, truncated = self._fit(index, encoding, options.truncate)
+            ids, tokens, truncated = self._fit(index, encoding, options.truncate, name)
             items.append(
                 EmbedItem(
                     ids=ids,

@@ -14,11 +14,15 @@ import grpc
 import numpy as np
 import pytest
 import torch
+from tokenizers import Tokenizer
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
 
 from export.bert.exporter import import_bert
 from export.bert.family import FAMILY
+from modelrepo import load_checked
 from service.client import EmbeddingClient, vectors
+from service.runtime.bert import BertRuntime
+from service.runtime.session import CPU_FP32
 from tests.integration.harness import ServerThread, running_server
 from tests.sentence_checkpoints import ARCHITECTURES, save_family_checkpoint
 
@@ -178,3 +182,37 @@ def test_a_long_text_is_refused_at_the_members_limit(client: EmbeddingClient) ->
         client.embed(["the old mill " * 60], "roberta-mlm")
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "128" in str(refused.value.details())
+
+
+@pytest.mark.parametrize(
+    ("architecture", "text"),
+    [("xlm-roberta", "the river  bank ,  42"), ("bert", "The River BANK flows")],
+)
+def test_the_served_tokenizer_is_the_one_transformers_builds(
+    family: dict[str, Path], tmp_path: Path, architecture: str, text: str
+) -> None:
+    """transformers 5 rebuilds parts of a checkpoint's pipeline (XLM-R's pre-tokenizer, BERT's
+    normaliser from do_lower_case, true by default): a tokenizer.json that says otherwise, as
+    older hub files do, is served as transformers tokenizes, not as the file says."""
+    checkpoint = shutil.copytree(family[architecture], tmp_path / "checkpoint")
+    pipeline = json.loads((checkpoint / "tokenizer.json").read_text())
+    if architecture == "xlm-roberta":  # a Metaspace alone: double spaces become a "▁" token
+        pipeline["pre_tokenizer"] = {
+            "type": "Metaspace",
+            "replacement": "▁",
+            "prepend_scheme": "always",
+            "split": True,
+        }
+    else:  # a cased normaliser, and no do_lower_case in tokenizer_config.json
+        pipeline["normalizer"]["lowercase"] = False
+        settings = json.loads((checkpoint / "tokenizer_config.json").read_text())
+        settings.pop("do_lower_case", None)
+        (checkpoint / "tokenizer_config.json").write_text(json.dumps(settings))
+    (checkpoint / "tokenizer.json").write_text(json.dumps(pipeline))
+    as_written = Tokenizer.from_file(str(checkpoint / "tokenizer.json")).encode(text).ids
+    expected = AutoTokenizer.from_pretrained(checkpoint)(text)["input_ids"]
+    assert as_written != expected  # the file alone would tokenize otherwise
+    directory = import_bert(checkpoint, tmp_path / "models", "rebuilt")
+    runtime = BertRuntime(directory, load_checked(directory), CPU_FP32)
+    (served,) = runtime.tokenize([text])
+    assert list(served.ids) == expected

@@ -19,8 +19,12 @@ from sentence_transformers import SentenceTransformer
 
 from export.bert.exporter import import_bert
 from export.bert.sentence import read_sentence_pipeline
+from modelrepo import load_checked
 from proto.embedding.v1 import embedding_pb2 as pb
 from service.client import EmbeddingClient, vectors
+from service.domain import EmbedQuery, resolve_embed_options
+from service.runtime.bert import BertRuntime
+from service.runtime.session import CPU_FP32
 from tests.integration.harness import ServerThread, running_server
 from tests.sentence_checkpoints import save_legacy_sentence_transformer, save_sentence_transformer
 
@@ -29,11 +33,18 @@ pytestmark = pytest.mark.slow
 TEXTS = [
     "the river bank flows past green fields",
     "Children play football, 42 times!",
-    "query: the old mill",
+    "query: the old mill by the ΟΔΟΣ",  # Greek capitals: str.lower() and Lowercase differ
 ]
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 FOLDERS: dict[str, dict[str, Any]] = {
     "bert-cls": {"architecture": "bert", "pooling": "cls", "normalize": True},
+    "bert-cls-prompts": {
+        "architecture": "bert",
+        "pooling": "cls",
+        "normalize": True,
+        "prompts": PROMPTS,
+        "include_prompt": False,
+    },
     "roberta-prompts": {
         "architecture": "roberta",
         "pooling": "mean",
@@ -64,10 +75,12 @@ FOLDERS: dict[str, dict[str, Any]] = {
     "electra-max": {"architecture": "electra", "pooling": "max", "normalize": True},
 }
 LEGACY = {
-    "distilbert-dense-legacy": "distilbert-dense",
+    "distilbert-dense-legacy": "distilbert-dense",  # Dense weights in pytorch_model.bin only
     "roberta-prompts-legacy": "roberta-prompts",
+    "xlmr-short-legacy": "xlmr-short",  # max_seq_length 12 over the tokenizer's 512
 }
-EVERY = [*FOLDERS, *LEGACY]
+LOWERCASED = {"roberta-lowercase-legacy": "roberta-pooled-prompt"}  # do_lower_case: true
+EVERY = [*FOLDERS, *LEGACY, *LOWERCASED]
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +91,10 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {name: save_sentence_transformer(root / name, **kw) for name, kw in FOLDERS.items()}
     for legacy, new in LEGACY.items():
         built[legacy] = save_legacy_sentence_transformer(built[new], root / legacy)
+    for legacy, new in LOWERCASED.items():
+        built[legacy] = save_legacy_sentence_transformer(
+            built[new], root / legacy, do_lower_case=True
+        )
     settings = built["electra-max"] / "config_sentence_transformers.json"
     settings.write_text(
         json.dumps(json.loads(settings.read_text()) | {"similarity_fn_name": "dot"})
@@ -121,7 +138,9 @@ def test_the_default_embedding_is_the_authors_encode(
     np.testing.assert_allclose(served(client, name, TEXTS), expected, rtol=0, atol=2e-5)
 
 
-@pytest.mark.parametrize("name", ["roberta-prompts", "roberta-pooled-prompt", "bert-cls"])
+@pytest.mark.parametrize(
+    "name", ["roberta-prompts", "roberta-pooled-prompt", "bert-cls", "bert-cls-prompts"]
+)
 def test_each_prompt_by_name_is_the_authors_encode(
     client: EmbeddingClient, references: dict[str, SentenceTransformer], name: str
 ) -> None:
@@ -202,6 +221,21 @@ def test_the_folders_maximum_length_truncates_as_encode_does(
     assert "12" in str(refused.value.details())
 
 
+def test_lower_casing_is_the_folders_own(client: EmbeddingClient) -> None:
+    """The byte-level BPE tokenizer is cased: lower-casing changes tokens, so vectors."""
+    lowered = served(client, "roberta-lowercase-legacy", TEXTS)
+    cased = served(client, "roberta-pooled-prompt", TEXTS)
+    assert np.abs(lowered[1:] - cased[1:]).max() > 1e-3  # texts with capitals
+    np.testing.assert_allclose(lowered[0], cased[0], atol=1e-6)  # an all-lowercase text
+    # tokenizers' Lowercase, as sentence-transformers adds it: every sigma is σ (str.lower()
+    # would end the word with ς), so the tokens are those of the cased model on that text
+    (lowercased,) = client.tokenize([TEXTS[2]], "roberta-lowercase-legacy").results
+    (by_hand,) = client.tokenize(
+        ["query: the old mill by the οδοσ"], "roberta-pooled-prompt"
+    ).results
+    assert list(lowercased.ids) == list(by_hand.ids)
+
+
 @pytest.mark.parametrize(("legacy", "new"), LEGACY.items())
 def test_both_layouts_are_served_alike(
     client: EmbeddingClient, folders: dict[str, Path], legacy: str, new: str
@@ -209,6 +243,7 @@ def test_both_layouts_are_served_alike(
     old_layout, new_layout = (read_sentence_pipeline(folders[name]) for name in (legacy, new))
     assert old_layout is not None and new_layout is not None
     assert old_layout.pooling == new_layout.pooling
+    assert client.get_model(legacy).max_sequence_length == client.get_model(new).max_sequence_length
     for prompt_name in ("", "passage") if new == "roberta-prompts" else ("",):
         np.testing.assert_array_equal(
             served(client, legacy, TEXTS, prompt_name=prompt_name),
@@ -296,8 +331,42 @@ def test_the_openai_client_gets_dimensions_and_prompts(
             ),
             "similarity_fn_name 'maxsim' is not known",
         ),
+        (
+            ("config_sentence_transformers.json", lambda config: config | {"prompts": {"q": None}}),
+            "prompts must map names to texts",
+        ),
+        (
+            (
+                "sentence_bert_config.json",
+                lambda config: config | {"transformer_task": "text-generation"},
+            ),
+            "transformer_task 'text-generation' is not served",
+        ),
+        (
+            (
+                "sentence_bert_config.json",
+                lambda config: config | {"config_kwargs": {"hidden_dropout_prob": 0.5}},
+            ),
+            "config_kwargs ['hidden_dropout_prob'] would change the model",
+        ),
+        (
+            ("2_Dense/config.json", lambda config: config | {"in_features": 16}),
+            "the config says 16 -> 16, the weights are 32 -> 16",
+        ),
     ],
-    ids=["module", "pooling", "concatenated", "activation", "order", "default-prompt", "maxsim"],
+    ids=[
+        "module",
+        "pooling",
+        "concatenated",
+        "activation",
+        "order",
+        "default-prompt",
+        "maxsim",
+        "null-prompt",
+        "task",
+        "config-kwargs",
+        "dense-width",
+    ],
 )
 def test_what_the_server_cannot_reproduce_fails_the_import_by_name(
     folders: dict[str, Path], tmp_path: Path, edit: tuple[str, Any], message: str
@@ -310,3 +379,35 @@ def test_what_the_server_cannot_reproduce_fails_the_import_by_name(
         import_bert(folder, tmp_path / "models", "edited")
     assert message in str(refused.value)
     assert not (tmp_path / "models" / "edited").exists()
+
+
+def runtime_vectors(directory: Path, texts: list[str]) -> np.ndarray:
+    """The default embedding of each text as the server computes it, truncated to fit."""
+    spec = load_checked(directory)
+    runtime = BertRuntime(directory, spec, CPU_FP32)
+    query = EmbedQuery(model=spec.name, version="", texts=tuple(texts), truncate=True)
+    options = resolve_embed_options(spec, query, runtime.embed_support)
+    return np.stack(
+        [p.result.vectors for p in runtime.embed_batch(runtime.prepare_embed(texts, options))]
+    )
+
+
+def test_the_tokenizers_own_length_argument_wins_and_dense_defaults_to_tanh(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """``processor_kwargs.model_max_length`` over ``max_seq_length`` and the tokenizer's limit,
+    and a Dense config naming no activation (Tanh, as sentence-transformers takes it)."""
+    folder = shutil.copytree(folders["xlmr-short-legacy"], tmp_path / "limited")
+    settings = folder / "sentence_bert_config.json"
+    limited = json.loads(settings.read_text()) | {"processor_kwargs": {"model_max_length": 9}}
+    settings.write_text(json.dumps(limited))
+    dense = shutil.copytree(folders["distilbert-dense-legacy"], tmp_path / "tanh")
+    config = json.loads((dense / "2_Dense" / "config.json").read_text())
+    del config["activation_function"]
+    (dense / "2_Dense" / "config.json").write_text(json.dumps(config))
+    long = ["the river bank flows past green fields and the old mill", "a b"]
+    for source, name in ((folder, "limited"), (dense, "tanh")):
+        directory = import_bert(source, tmp_path / "models", name)
+        expected = SentenceTransformer(str(source), device="cpu").encode(long)
+        np.testing.assert_allclose(runtime_vectors(directory, long), expected, atol=2e-5)
+    assert load_checked(tmp_path / "models" / "limited" / "1").max_sequence_length == 9

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from modelrepo import (
+    DenseLayer,
     GraphSpec,
     ModelRepository,
     ModelSpec,
+    SentenceHead,
     SpecError,
     TensorSpec,
     check_tensors,
@@ -142,3 +144,24 @@ def test_graph_tensors_must_match_the_declaration() -> None:
 def test_unsafe_model_names_are_refused() -> None:
     with pytest.raises(ValueError, match="lowercase letters"):
         make_spec(name="../etc")
+
+
+def test_a_sentence_head_must_fit_the_encoder_and_its_weights_must_be_there(
+    tmp_path: Path,
+) -> None:
+    def head(in_features: int) -> SentenceHead:
+        layer = DenseLayer(
+            file="dense_0.npz", in_features=in_features, out_features=4, activation="tanh"
+        )
+        return SentenceHead(normalize=True, dense=(layer,))
+
+    raw = make_spec().model_dump()
+    with pytest.raises(
+        ValueError, match="the first Dense layer takes 6 values, but the encoder gives 8"
+    ):
+        ModelSpec.model_validate(raw | {"sentence": head(6).model_dump()})
+    spec = ModelSpec.model_validate(raw | {"sentence": head(8).model_dump()})
+    assert spec.output_dim == 4 and spec.sentence.files == ("dense_0.npz",)
+    directory = publish(tmp_path, spec)  # the Dense weights were never written
+    with pytest.raises(SpecError, match=r"declares 'dense_0\.npz', which is missing"):
+        load_checked(directory)
