@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +16,17 @@ from rich.table import Table
 from export.configure import add_config_command
 from export.console import console
 from export.corpus import load_or_generate
+from export.progress import ProgressReport, observing
 from export.registry import architecture
 from export.requests import Commands, Workspace, add_workspace_options
 from modelrepo import ModelRepository, read_spec
-from modelrepo.building import mark_building
+from modelrepo.building import BuildQueue, Planned, queue_builds
 from modelrepo.rebuild import BUILDING, DEFAULT_MODELS
+
+MEASURED_BUILD_S = {"word2vec": 60.0, "bert": 17 * 60.0, "elmo": 9 * 60.0}
+"""Each default's whole build (training, export, validation) as measured on a loaded 2-core
+machine: what a queued model's wait is estimated from until the build before it has measured
+its own training rate."""
 
 
 @dataclass(frozen=True)
@@ -133,19 +140,38 @@ def compare(request: CompareRequest) -> list[dict[str, object]]:
 
 
 def build_defaults(request: DefaultsRequest) -> list[Path]:
-    """Train and publish each missing default model, in ``DEFAULT_MODELS`` order."""
+    """Train and publish each missing default model, in ``DEFAULT_MODELS`` order.
+
+    Every missing one is queued (``modelrepo.building``) before the first is built, so a server
+    on the repository reports each as on its way from the start; the one being built carries
+    its training progress and measured time left. A failure or Ctrl-C removes every marker."""
     workspace = request.workspace
     repository = ModelRepository(workspace.models_dir)
+    missing = [name for name in DEFAULT_MODELS if repository.newest(name) is None]
+    planned = [Planned(name, BUILDING[name], MEASURED_BUILD_S.get(name)) for name in missing]
     built: list[Path] = []
-    for name in DEFAULT_MODELS:
-        newest = repository.newest(name)
-        if newest is not None:
-            console.print(f"{name}: present ({workspace.models_dir / name}/{newest})")
-            continue
-        console.print(f"{name}: missing, building it")
-        with mark_building(workspace.models_dir, name, BUILDING[name]):
-            built.append(architecture(name).train_default(workspace, name))
+    with queue_builds(workspace.models_dir, planned) as queue:
+        for name in DEFAULT_MODELS:
+            if name not in missing:
+                newest = repository.newest(name)
+                console.print(f"{name}: present ({workspace.models_dir / name}/{newest})")
+        if missing:
+            console.print(f"queued {', '.join(missing)}: each is served once it is published")
+        for name in missing:
+            console.print(f"{name}: missing, building it")
+            with queue.build(name), observing(_marker_progress(queue, name)):
+                built.append(architecture(name).train_default(workspace, name))
+            console.print(f"{name}: published {built[-1]}", soft_wrap=True)
     return built
+
+
+def _marker_progress(queue: BuildQueue, name: str) -> Callable[[ProgressReport], None]:
+    """Keeps ``name``'s marker at its training's step and measured time left."""
+
+    def report(progress: ProgressReport) -> None:
+        queue.report(name, progress.step, progress.steps, progress.remaining_s)
+
+    return report
 
 
 def _print_evaluation(results: dict[str, object]) -> None:

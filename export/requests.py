@@ -17,15 +17,20 @@ from export.corpus import CorpusConfig
 # the ``add_subparsers()`` object each subcommand registers with
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
+DEFAULT_PROGRESS_INTERVAL_S = 30.0
+"""Without a terminal, seconds between two progress lines of a training run."""
+
 
 @dataclass(frozen=True)
 class Workspace:
-    """Where models and the corpus live, the seed of corpus and training, progress bars."""
+    """Where models and the corpus live, the seed of corpus and training, and progress: a bar
+    on a terminal, else a line every ``progress_interval_s``."""
 
     models_dir: Path = Path("models")
     corpus_dir: Path = Path("build/corpus")
     seed: int = 13
     show_progress: bool = True
+    progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
 
     @property
     def corpus_config(self) -> CorpusConfig:
@@ -43,13 +48,32 @@ class Target:
 
 
 def add_workspace_options(parser: argparse.ArgumentParser) -> None:
-    """``--models-dir --corpus-dir --seed --no-progress``, shared by every subcommand."""
+    """``--models-dir --corpus-dir --seed --no-progress --progress-interval-s``, shared by every
+    subcommand."""
     parser.add_argument("--models-dir", type=Path, default=Path("models"), help="repository root")
     parser.add_argument(
         "--corpus-dir", type=Path, default=Path("build/corpus"), help="generated corpus cache"
     )
     parser.add_argument("--seed", type=int, default=13, help="seed of the corpus and of training")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
+    parser.add_argument(
+        "--progress-interval-s",
+        type=_positive_seconds,
+        default=DEFAULT_PROGRESS_INTERVAL_S,
+        metavar="SECONDS",
+        help="without a terminal (a log file, a container, CI), print training progress (step, "
+        "loss, tokens/s, time left) every SECONDS instead of a live bar (default: %(default)g)",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return seconds
 
 
 def read_workspace(args: argparse.Namespace) -> Workspace:
@@ -58,6 +82,7 @@ def read_workspace(args: argparse.Namespace) -> Workspace:
         corpus_dir=args.corpus_dir,
         seed=args.seed,
         show_progress=not args.no_progress,
+        progress_interval_s=args.progress_interval_s,
     )
 
 

@@ -17,11 +17,12 @@ if TYPE_CHECKING:  # repository.py imports this module
 # server polling the same repository picks each one up as soon as it is published.
 DEFAULT_MODELS = ("word2vec", "bert", "elmo")
 BUILDING = {
-    "word2vec": "training the default word2vec (gensim, about 30 s) and exporting it to ONNX",
-    "bert": "training the default BERT (about 12 minutes on 2 cores) and exporting it to ONNX",
-    "elmo": "training the default ELMo biLM (about 7 minutes on 2 cores) and exporting it to ONNX",
+    "word2vec": "training the default word2vec (gensim) and exporting it to ONNX",
+    "bert": "training the default BERT and exporting it to ONNX",
+    "elmo": "training the default ELMo biLM and exporting it to ONNX",
 }
-"""What a server says of each default while ``defaults`` builds it."""
+"""What a server says of each default while ``defaults`` builds it (the builder adds its step
+and measured time left)."""
 TRAINED_UNDER = "build/checkpoints/"
 
 

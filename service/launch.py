@@ -7,7 +7,9 @@ own, with this terminal's output:
   ``--model-control poll`` it serves whatever the repository holds now and picks up each
   version published later;
 - the builder, by default ``python -m export defaults``, which trains and publishes whichever
-  default models are missing (``--models-dir`` is passed on as the server reads it).
+  default models are missing (``--models-dir`` is passed on as the server reads it). It is
+  started a moment before the server and queues every model it will build first thing
+  (``modelrepo.building``), so the server reports each as loading from its first answer.
 
 Ctrl-C, SIGTERM or SIGHUP reach this process alone and are forwarded exactly once: the server
 drains and stops, the builder gets SIGINT (so its cleanup runs). Each is killed if it outlives
@@ -172,13 +174,17 @@ class Launcher:
 
     def _run(self) -> int:
         config = self.config
-        self.server = self._spawn(config.server_command)
-        self.say(f"server (pid {self.server.pid}): {shlex.join(config.server_command)}")
+        # The builder first: it queues every model it will build before anything else, and so
+        # has its markers written by the time the server first reads the repository (a queued
+        # model is then UNAVAILABLE from the first call, never NOT_FOUND).
         if config.builder_command is not None and self.stop_requested_at is None:
             self.builder = self._spawn(config.builder_command)
+        self.server = self._spawn(config.server_command)
+        self.say(f"server (pid {self.server.pid}): {shlex.join(config.server_command)}")
+        if self.builder is not None:
             self.say(
                 f"building missing default models (pid {self.builder.pid}): "
-                f"{shlex.join(config.builder_command)}; each is served once it is published"
+                f"{shlex.join(config.builder_command or ())}; each is served once it is published"
             )
         if self.stop_signal is not None:  # it came while the server was being started
             self._forward(signal.SIGINT if self.stop_signal == signal.SIGINT else signal.SIGTERM)

@@ -113,7 +113,13 @@ def train(request: BertTrainRequest) -> Path:
     config = BertTrainingConfig(seed=workspace.seed, steps=target.steps or BertTrainingConfig.steps)
     checkpoint = training_checkpoint_dir(target)
     started = time.perf_counter()
-    train_bert(corpus.train.sentences, config, checkpoint, show_progress=workspace.show_progress)
+    train_bert(
+        corpus.train.sentences,
+        config,
+        checkpoint,
+        show_progress=workspace.show_progress,
+        progress_interval_s=workspace.progress_interval_s,
+    )
     console.print(f"trained in {time.perf_counter() - started:.0f} s → {checkpoint}")
     plan = precision_plan(request.precision, corpus)
     return import_bert(checkpoint, workspace.models_dir, target.name, target.version, plan)

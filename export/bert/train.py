@@ -22,6 +22,7 @@ from transformers import BertConfig, BertForMaskedLM, PreTrainedModel, PreTraine
 from export.batches import length_bucketed_batches
 from export.bert.tokenizer import TokenizerInfo, train_wordpiece
 from export.progress import training_progress
+from export.requests import DEFAULT_PROGRESS_INTERVAL_S
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def train_bert(
     config: BertTrainingConfig,
     checkpoint_dir: Path,
     show_progress: bool = True,
+    progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S,
 ) -> Path:
     """Train tokenizer and model, save a Hugging Face checkpoint to ``checkpoint_dir``."""
     generator = _seed_everything(config.seed)
@@ -141,7 +143,9 @@ def train_bert(
     batches = length_bucketed_batches(
         [len(ids) for ids in encoded], config.batch_size, random.Random(config.seed)
     )
-    with training_progress("BERT masked LM", config.steps, ["loss"], show_progress) as progress:
+    with training_progress(
+        "BERT masked LM", config.steps, ["loss"], show_progress, progress_interval_s
+    ) as progress:
         for step in range(config.steps):
             ids, attention = _pad(
                 [encoded[i] for i in next(batches)], info.special_token_ids["pad"]
@@ -164,7 +168,7 @@ def train_bert(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            progress.advance(loss=loss.item())
+            progress.advance(tokens=int(attention.sum()), loss=loss.item())
     model.eval()
     save_checkpoint(model, info, checkpoint_dir, config.max_position_embeddings)
     (checkpoint_dir / "training_config.json").write_text(

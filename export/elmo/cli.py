@@ -112,7 +112,11 @@ def train(request: ElmoTrainRequest) -> Path:
     checkpoint = training_checkpoint_dir(target)
     started = time.perf_counter()
     options, weights = train_elmo(
-        corpus.train.sentences, config, checkpoint, show_progress=workspace.show_progress
+        corpus.train.sentences,
+        config,
+        checkpoint,
+        workspace.show_progress,
+        workspace.progress_interval_s,
     )
     console.print(f"trained in {time.perf_counter() - started:.0f} s → {checkpoint}")
     return import_elmo(

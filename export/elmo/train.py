@@ -43,6 +43,7 @@ from export.elmo.model import ElmoBiLm
 from export.elmo.options import INFERENCE_N_CHARACTERS, ElmoOptions
 from export.elmo.weights import save_hdf5_weights
 from export.progress import training_progress
+from export.requests import DEFAULT_PROGRESS_INTERVAL_S
 from modelrepo.elmo_characters import (
     BOS_TOKEN,
     EOS_TOKEN,
@@ -254,14 +255,18 @@ def train_elmo(
     config: ElmoTrainingConfig,
     checkpoint_dir: Path,
     show_progress: bool = True,
+    progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S,
 ) -> tuple[Path, Path]:
     """Train on whitespace-tokenized ``sentences``; returns the options and weights paths."""
-    trained = fit_bilm(sentences, config, show_progress)
+    trained = fit_bilm(sentences, config, show_progress, progress_interval_s)
     return save_trained(trained, config, checkpoint_dir)
 
 
 def fit_bilm(
-    sentences: Sequence[str], config: ElmoTrainingConfig, show_progress: bool = True
+    sentences: Sequence[str],
+    config: ElmoTrainingConfig,
+    show_progress: bool = True,
+    progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S,
 ) -> TrainedBiLm:
     """The training loop (seeded: the same sentences and config give the same weights)."""
     random.seed(config.seed)
@@ -288,7 +293,11 @@ def fit_bilm(
     started = time.perf_counter()
     tokens_seen = 0
     with training_progress(
-        "ELMo biLM", config.steps, ["forward ppl", "backward ppl"], show_progress
+        "ELMo biLM",
+        config.steps,
+        ["loss", "forward ppl", "backward ppl"],
+        show_progress,
+        progress_interval_s,
     ) as progress:
         for step in range(config.steps):
             word_ids, mask = pad_batch([encoded[i] for i in next(order)])
@@ -309,10 +318,12 @@ def fit_bilm(
                 log.append(_log_entry(step + 1, window, time.perf_counter() - started))
                 window = []
             progress.advance(
+                tokens=targets,
                 **{
+                    "loss": (smoothed[0] + smoothed[1]) / 2,
                     "forward ppl": math.exp(smoothed[0]),
                     "backward ppl": math.exp(smoothed[1]),
-                }
+                },
             )
     elapsed = time.perf_counter() - started
     trainer.eval()

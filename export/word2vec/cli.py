@@ -154,7 +154,9 @@ def train_and_import(
     )
     checkpoint = training_checkpoint_dir(target)
     started = time.perf_counter()
-    vectors = train_word2vec(sentences, config, show_progress=workspace.show_progress)
+    vectors = train_word2vec(
+        sentences, config, workspace.show_progress, workspace.progress_interval_s
+    )
     path = save_vectors(vectors, checkpoint)
     console.print(
         f"trained {config.describe()['objective']} in "

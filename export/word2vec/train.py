@@ -17,6 +17,7 @@ from gensim.models import KeyedVectors, Word2Vec
 from gensim.models.callbacks import CallbackAny2Vec
 
 from export.progress import TrainingProgress, training_progress
+from export.requests import DEFAULT_PROGRESS_INTERVAL_S
 
 VECTORS_FILE = "vectors.bin"
 
@@ -63,7 +64,8 @@ class Word2VecTrainingConfig:
 
 
 class _EpochProgress(CallbackAny2Vec):  # type: ignore[misc]  # gensim is untyped
-    """Advances a progress bar after every epoch and shows that epoch's training loss."""
+    """Advances the progress after every epoch with that epoch's training loss and the
+    corpus's words (what one epoch trains on, before gensim's subsampling)."""
 
     def __init__(self, progress: TrainingProgress) -> None:
         super().__init__()
@@ -72,18 +74,24 @@ class _EpochProgress(CallbackAny2Vec):  # type: ignore[misc]  # gensim is untype
 
     def on_epoch_end(self, model: Word2Vec) -> None:
         total = float(model.get_latest_training_loss())  # cumulative within one train() call
-        self.progress.advance(loss=total - self.previous)
+        self.progress.advance(tokens=int(model.corpus_total_words), loss=total - self.previous)
         self.previous = total
 
 
 def train_word2vec(
-    sentences: Sequence[str], config: Word2VecTrainingConfig, show_progress: bool = True
+    sentences: Sequence[str],
+    config: Word2VecTrainingConfig,
+    show_progress: bool = True,
+    progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S,
 ) -> KeyedVectors:
-    """Train on whitespace-tokenized ``sentences``; returns the word vectors."""
+    """Train on whitespace-tokenized ``sentences``; returns the word vectors. Each epoch is one
+    step of the progress."""
     tokenized = [sentence.split() for sentence in sentences]
     model = Word2Vec(**config.gensim_arguments())
     model.build_vocab(tokenized)
-    with training_progress("word2vec", config.epochs, ("loss",), enabled=show_progress) as progress:
+    with training_progress(
+        "word2vec", config.epochs, ("loss",), show_progress, progress_interval_s
+    ) as progress:
         model.train(
             tokenized,
             total_examples=model.corpus_count,

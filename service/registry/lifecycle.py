@@ -16,6 +16,12 @@ the policy's choice, so the versions already served stay.
 
 Exports publish a version by renaming a complete directory into place (``export.publish``), so
 a version directory that exists is whole: a pass never sees half a model.
+
+While polling, the builder's markers (``modelrepo.building``: models queued or being built) are
+also read every ``MARKERS_EVERY_S`` between passes, so a model the builder has just queued is
+reported loading at once rather than "not found" until the next pass, and its progress stays
+fresh. A marker that appears or goes starts a whole pass at once: the version it announced may
+have been published.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from service.runtime.session import SessionOptions, check_single_onnxruntime
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+MARKERS_EVERY_S = 1.0
 OnChange = Callable[[], Awaitable[None]]
 # What identifies the files of a version directory: changed files, new try.
 Signature = tuple[tuple[str, int, int], ...]
@@ -60,6 +67,7 @@ class Plan:
     wanted: dict[str, list[int]]
     """Per model, what its policy selects of the versions on disk that were not refused."""
     building: dict[str, str]
+    """Per model queued or being built, why it is not served yet."""
 
 
 @dataclass(frozen=True)
@@ -115,9 +123,29 @@ class ModelLifecycle:
         self._task = asyncio.create_task(self._poll(), name="repository-poller")
 
     async def _poll(self) -> None:
+        next_pass = time.monotonic() + self.interval_s
         while True:
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(min(MARKERS_EVERY_S, max(0.0, next_pass - time.monotonic())))
+            if time.monotonic() < next_pass and await self._refresh_markers():
+                continue
             await self.reconcile_logged()
+            next_pass = time.monotonic() + self.interval_s
+
+    async def _refresh_markers(self) -> bool:
+        """Update the reasons of the models on their way; False (a whole pass is due) when a
+        marker appeared or went, or the markers could not be read."""
+        try:
+            markers = await asyncio.to_thread(self._markers)
+        except OSError:
+            return False
+        if markers.keys() != self.states.building_names():
+            return False
+        self.states.set_building(markers)
+        return True
+
+    def _markers(self) -> dict[str, str]:
+        """Why each watched model is not served yet, from the builder's markers."""
+        return {name: why for name, why in building(self.root).items() if self._watched(name)}
 
     async def reconcile_logged(self) -> None:
         """``reconcile``; an error reading the repository is logged and retried next poll."""
@@ -190,6 +218,9 @@ class ModelLifecycle:
         load them later)."""
         if not self.root.is_dir() and self.registry.ready_names():
             raise FileNotFoundError(f"{self.root} is not a directory now; keeping what is served")
+        # Markers first: a builder publishes before it removes the marker, so a model whose
+        # marker is gone by now is on disk below, never neither.
+        markers = {} if fail_fast else self._markers()
         repository = ModelRepository(self.root)
         available = repository.names()
         if fail_fast:
@@ -215,9 +246,7 @@ class ModelLifecycle:
                 f"{self.root} holds no models; build the defaults with "
                 "`python -m export defaults` or import one with `python -m export bert --from-hf`"
             )
-        markers = {} if fail_fast else building(self.root)
-        watched = {name: what for name, what in markers.items() if self._watched(name)}
-        return Plan(on_disk, policies, wanted, watched)
+        return Plan(on_disk, policies, wanted, markers)
 
     def _watched(self, name: str) -> bool:
         return not self.names or name in self.names

@@ -95,9 +95,7 @@ class ModelRegistry:
         """Why ``name`` has no ready version: UNAVAILABLE while it loads or is being built."""
         summary = self.states.summary(name)
         if summary is not None and summary.state is ModelState.LOADING:
-            raise Unavailable(
-                f"model {name!r} is not ready yet ({summary.reason}); retry in a few seconds"
-            )
+            raise Unavailable(f"model {name!r} is not ready yet ({summary.reason}); retry later")
         why = f" ({summary.reason})" if summary is not None and summary.reason else ""
         raise NotFound(f"model {name!r} is not served{why}; served models: {sorted(self._served)}")
 

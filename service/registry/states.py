@@ -2,13 +2,16 @@
 
 The embedder's ``models`` holds what answers requests; this record also holds what does not
 (yet, or any more), so ``ListModels``, ``GetModel``, health and errors can say why a model is
-not ready. Models being built by the defaults builder (``modelrepo.building``) count as loading.
+not ready. Models the defaults builder has queued or is building (``modelrepo.building``) count
+as loading, with the builder's reason ("queued: waits for bert (about 12 minutes)", "being built:
+..., step 300 of 2000, about 10 minutes left"): a call for one is UNAVAILABLE, never NOT_FOUND.
 Every change is reported to the metrics (``embed_model_state``, ``embed_model_ready``).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from service.metrics import Metrics
@@ -30,14 +33,15 @@ class VersionState:
 @dataclass(frozen=True)
 class ModelSummary:
     """One model's state as a whole: ready while any version is; else loading while one loads
-    or the model is being built; else draining; else failed. ``reason`` says why."""
+    or the model is queued or being built; else draining; else failed. ``reason`` says why."""
 
     state: ModelState
     reason: str
 
 
 class ModelStates:
-    """The state of every known model version, and the models being built."""
+    """The state of every known model version, and the models on their way (queued or being
+    built)."""
 
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
@@ -61,8 +65,9 @@ class ModelStates:
             self._versions.pop(name, None)
         self._update_known()
 
-    def set_building(self, building: dict[str, str]) -> None:
-        """Model name -> what is being built, as the builder's markers say now."""
+    def set_building(self, building: Mapping[str, str]) -> None:
+        """Model name -> why it is not served yet ("queued: ...", "being built: ..."), as the
+        builder's markers say now."""
         self._building = dict(building)
         self._update_known()
 
@@ -78,6 +83,10 @@ class ModelStates:
     def building(self, name: str) -> str | None:
         return self._building.get(name)
 
+    def building_names(self) -> frozenset[str]:
+        """The models on their way (queued or being built)."""
+        return frozenset(self._building)
+
     def names(self) -> list[str]:
         return sorted(self.known)
 
@@ -92,8 +101,8 @@ class ModelStates:
             for number in by_state.get(ModelState.FAILED, [])
         )
         loading = [f"loading version {number}" for number in by_state.get(ModelState.LOADING, [])]
-        if (what := self._building.get(name)) is not None:
-            loading.insert(0, f"being built: {what}")
+        if (on_its_way := self._building.get(name)) is not None:
+            loading.insert(0, on_its_way)
         if ModelState.READY in by_state:
             return ModelSummary(ModelState.READY, "; ".join(filter(None, [*loading, failed])))
         if loading:

@@ -178,7 +178,7 @@ def test_server_answers_while_the_builder_runs_and_ctrl_c_stops_both(
     with launched(tmp_path, repository, builder) as launcher:
         launcher.wait_for_output(r"^builder: started$")
         assert launcher.embed_when_served("w2v") == ["apple", "bank"]
-        assert building(repository) == {"slow": "training slow from scratch"}
+        assert building(repository) == {"slow": "being built: training slow from scratch"}
         children = launcher.children()
         assert len(children) == 2
 

@@ -1,5 +1,5 @@
 """Build markers: only live builders are reported, markers vanish with their block, and a reader
-never sees half a marker."""
+never sees half a marker. (Queued markers and progress: ``test_build_queue.py``.)"""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def exited_pid() -> int:
 
 def test_marker_is_reported_while_its_block_runs_and_removed_after(tmp_path: Path) -> None:
     with mark_building(tmp_path, "bert", "training BERT on the default corpus"):
-        assert building(tmp_path) == {"bert": "training BERT on the default corpus"}
+        assert building(tmp_path) == {"bert": "being built: training BERT on the default corpus"}
         marker = json.loads((tmp_path / "bert" / BUILDING_FILE).read_text())
         assert marker["pid"] == os.getpid()
         assert abs(marker["started"] - time.time()) < 60
@@ -44,7 +44,7 @@ def test_marker_is_reported_while_its_block_runs_and_removed_after(tmp_path: Pat
 def test_marker_of_an_exited_process_is_ignored(tmp_path: Path) -> None:
     write_marker(tmp_path, "elmo", exited_pid(), time.time())
     write_marker(tmp_path, "bert", os.getpid(), time.time(), what="training BERT")
-    assert building(tmp_path) == {"bert": "training BERT"}
+    assert building(tmp_path) == {"bert": "being built: training BERT"}
 
 
 def test_marker_whose_pid_now_belongs_to_a_younger_process_is_ignored(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_marker_is_removed_when_the_build_fails_or_is_interrupted(
         pytest.raises(type(interruption)),
         mark_building(tmp_path, "word2vec", "training word2vec"),
     ):
-        assert building(tmp_path) == {"word2vec": "training word2vec"}
+        assert building(tmp_path) == {"word2vec": "being built: training word2vec"}
         raise interruption
     assert not (tmp_path / "word2vec" / BUILDING_FILE).exists()
     assert building(tmp_path) == {}
