@@ -79,6 +79,8 @@ class EmbeddingResult:
     truncated: bool = False
     cached: bool = False
     unknown_tokens: tuple[str, ...] = ()
+    unknown_offsets: tuple[tuple[int, int], ...] = ()
+    """Character (start, end) of each unknown token in the text; empty where not reported."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ class FillMaskQuery:
     texts: tuple[str, ...]
     top_k: int
     cache_policy: CachePolicy = CachePolicy.USE
+    truncate: bool = False
+    """Cut a text over the model's maximum to a window around its masks."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class FillMaskResult:
 
     masks: tuple[tuple[MaskFill, ...], ...]
     cached: bool = False
+    truncated: bool = False
 
 
 @dataclass(frozen=True)

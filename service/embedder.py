@@ -102,7 +102,7 @@ class Embedder:
         started = time.perf_counter()
         self.admission.check_texts(query.texts)
         served = self.resolve(query.model, query.version)
-        operation = FillMaskOperation.checked(served, query.top_k)
+        operation = FillMaskOperation.checked(served, query.top_k, query.truncate)
         results, timing = await self._admitted(
             served, operation, query.texts, query.cache_policy, started, deadline
         )

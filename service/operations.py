@@ -15,7 +15,7 @@ from typing import ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from service.cache.keys import embed_options
+from service.cache.keys import embed_options, fill_mask_options
 from service.cache.texts import EMBEDDING_CODEC, FILL_MASK_CODEC, Codec
 from service.domain import (
     EmbeddingResult,
@@ -121,9 +121,11 @@ class FillMaskOperation:
 
     runtime: FillMaskRuntime
     top_k: int
+    truncate: bool = False
+    """Cut a text over the model's maximum to a window around its masks."""
 
     @classmethod
-    def checked(cls, served: ServedModel, top_k: int) -> FillMaskOperation:
+    def checked(cls, served: ServedModel, top_k: int, truncate: bool = False) -> FillMaskOperation:
         if served.fill_mask_batcher is None:
             spec = served.spec
             raise InvalidArgument(
@@ -132,12 +134,12 @@ class FillMaskOperation:
                 "whose capabilities include fill_mask"
             )
         runtime: FillMaskRuntime = served.runtime  # type: ignore[assignment]
-        return cls(runtime, checked_top_k(top_k, DEFAULT_FILL_MASK_TOP_K))
+        return cls(runtime, checked_top_k(top_k, DEFAULT_FILL_MASK_TOP_K), truncate)
 
     def prepare(self, texts: Sequence[str]) -> list[FillMaskItem]:
         """The texts' items, or INVALID_ARGUMENT when their predictions would exceed the
         bound."""
-        items = self.runtime.prepare_fill_mask(texts, self.top_k)
+        items = self.runtime.prepare_fill_mask(texts, self.top_k, self.truncate)
         predictions = sum(len(item.mask_positions) for item in items) * self.top_k
         if predictions > MAX_FILL_MASK_PREDICTIONS:
             raise InvalidArgument(
@@ -155,13 +157,15 @@ class FillMaskOperation:
         finish = self.runtime.finish_fill_mask
         return Finished(
             [
-                FillMaskResult(tuple(tuple(mask) for mask in finish(item, logits)))
+                FillMaskResult(
+                    tuple(tuple(mask) for mask in finish(item, logits)), truncated=item.truncated
+                )
                 for item, logits in zip(items, states, strict=True)
             ]
         )
 
     def cache_options(self) -> dict[str, object]:
-        return {"top_k": self.top_k}
+        return fill_mask_options(self.top_k, self.truncate)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The one key layout of the cache, shared by every replica and by the flush command.
 
-``emb:v1:<model>:<version>:<operation>:<fingerprint>:<options>:<text>``
+``emb:v2:<model>:<version>:<operation>:<fingerprint>:<options>:<text>``
 
-- ``emb:v1``: the namespace and the format version of keys and values; a new format changes it,
+- ``emb:v2``: the namespace and the format version of keys and values; a new format changes it,
   so replicas of two releases never read each other's entries.
 - ``<model>:<version>``: the served model name and version number.
 - ``<operation>``: ``embed`` or ``fill_mask``.
@@ -11,10 +11,12 @@
   any Dense layer weights (an imported sentence-transformers head), and
   over the rest of ``spec.json`` (``spec_digest``). An int8 or fp16 graph of the same weights,
   or a re-export, gets other keys, so it never serves vectors of another graph. A change to how
-  the server computes results from the same graph bumps ``KEY_FORMAT``.
+  the server computes results from the same graph bumps ``KEY_FORMAT`` (v2: BERT-family
+  embeddings report their unknown tokens and where they lie, and a text of nothing else is
+  refused, so a v1 entry for such a text is not the answer any more).
 - ``<options>``: 16 hex digits of a SHA-256 over every option that changes the result (pooling,
-  layers, layer weights, normalize, truncate, skip_unknown, prompt name, dimensions; top_k for
-  fill-mask).
+  layers, layer weights, normalize, truncate, skip_unknown, prompt name, dimensions; top_k and
+  truncate for fill-mask).
 - ``<text>``: the SHA-256 of the exact text (UTF-8), all 64 hex digits.
 
 Keys carry no ``{hash tag}``, so on a Redis Cluster they spread over every shard.
@@ -33,7 +35,7 @@ from modelrepo import ModelSpec
 from service.domain import EmbedOptions
 
 NAMESPACE = "emb"
-KEY_FORMAT = "v1"
+KEY_FORMAT = "v2"
 PREFIX = f"{NAMESPACE}:{KEY_FORMAT}:"
 _SHORT = 16
 _GLOB_SPECIAL = str.maketrans({char: f"\\{char}" for char in "*?[]\\"})
@@ -61,6 +63,12 @@ def embed_options(options: EmbedOptions) -> dict[str, object]:
         value = getattr(options, field.name)
         fields[field.name] = value.value if isinstance(value, enum.Enum) else value
     return fields
+
+
+def fill_mask_options(top_k: int, truncate: bool) -> dict[str, object]:
+    """Every option that changes a fill-mask result: a text cut around its masks is filled
+    from its window only."""
+    return {"top_k": top_k, "truncate": truncate}
 
 
 def options_digest(options: Mapping[str, object]) -> str:

@@ -7,10 +7,11 @@ Layout (little-endian)::
     body    rows x cols float32 | (fill-mask) rows x cols int32 token ids | strings (UTF-8 JSON)
 
 ``kind`` is 1 for an embedding (``ndim`` 1: a pooled vector of ``cols``; 2: ``rows`` token
-vectors) and 2 for fill-mask (``rows`` masks x ``cols`` predictions: scores, token ids, and the
-tokens and filled sequences as strings). ``crc32`` covers the body. A value whose header,
-lengths or checksum do not add up raises ``CorruptValue``; the caller counts it, computes the
-result, and overwrites the entry.
+vectors; as strings its tokens, unknown tokens and their flattened offsets) and 2 for fill-mask
+(``rows`` masks x ``cols`` predictions: scores, token ids, and the tokens and filled sequences
+as strings); bit 0 of ``flags`` says either was truncated. ``crc32`` covers the body. A value
+whose header, lengths or checksum do not add up raises ``CorruptValue``; the caller counts it,
+computes the result, and overwrites the entry.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def encode_embedding(result: EmbeddingResult) -> bytes:
     if vectors.ndim not in (1, 2):
         raise ValueError(f"an embedding has 1 or 2 dimensions, got {vectors.shape}")
     flags = _TRUNCATED if result.truncated else 0
-    strings = [list(result.tokens), list(result.unknown_tokens)]
+    offsets = [bound for span in result.unknown_offsets for bound in span]
+    strings = [list(result.tokens), list(result.unknown_tokens), offsets]
     return _pack(KIND_EMBEDDING, flags, vectors.ndim, [vectors], strings)
 
 
@@ -87,13 +89,15 @@ def decode_embedding(value: bytes) -> EmbeddingResult:
     """The embedding stored in ``value``, marked ``cached``; ``CorruptValue`` if it is not one."""
     flags, _, (vectors,), strings = _unpack(value, KIND_EMBEDDING, 1)
     try:
-        tokens, unknown = strings
+        tokens, unknown, offsets = strings
+        bounds = [int(bound) for bound in offsets]
         result = EmbeddingResult(
             vectors=vectors,
             tokens=tuple(str(token) for token in tokens),
             truncated=bool(flags & _TRUNCATED),
             cached=True,
             unknown_tokens=tuple(str(token) for token in unknown),
+            unknown_offsets=tuple(zip(bounds[::2], bounds[1::2], strict=True)),
         )
     except (TypeError, ValueError) as error:
         raise CorruptValue(f"strings: {error}") from error
@@ -109,12 +113,13 @@ def encode_fill_mask(result: FillMaskResult) -> bytes:
     scores = np.asarray([[fill.score for fill in mask] for mask in result.masks], np.float32)
     ids = np.asarray([[fill.token_id for fill in mask] for mask in result.masks], np.int32)
     strings = [[[fill.token, fill.sequence] for fill in mask] for mask in result.masks]
-    return _pack(KIND_FILL_MASK, 0, 2, [scores, ids], strings)
+    flags = _TRUNCATED if result.truncated else 0
+    return _pack(KIND_FILL_MASK, flags, 2, [scores, ids], strings)
 
 
 def decode_fill_mask(value: bytes) -> FillMaskResult:
     """The fills stored in ``value``, marked ``cached``; ``CorruptValue`` if it is not one."""
-    _, _, (scores, ids), strings = _unpack(value, KIND_FILL_MASK, 2)
+    flags, _, (scores, ids), strings = _unpack(value, KIND_FILL_MASK, 2)
     try:
         masks = tuple(
             tuple(
@@ -132,4 +137,4 @@ def decode_fill_mask(value: bytes) -> FillMaskResult:
         )
     except (TypeError, ValueError) as error:
         raise CorruptValue(f"strings: {error}") from error
-    return FillMaskResult(masks=masks, cached=True)
+    return FillMaskResult(masks=masks, cached=True, truncated=bool(flags & _TRUNCATED))

@@ -101,14 +101,22 @@ def cache_policy_value(name: str) -> pb.CachePolicy:
 
 
 def fill_mask_request(
-    texts: Sequence[str], model: str, top_k: int = 5, version: str = "", cache_policy: str = "use"
+    texts: Sequence[str],
+    model: str,
+    top_k: int = 5,
+    version: str = "",
+    cache_policy: str = "use",
+    *,
+    truncate: bool = False,
 ) -> pb.FillMaskRequest:
+    """``truncate`` cuts a text over the model's maximum to a window around its masks."""
     return pb.FillMaskRequest(
         model=model,
         version=version,
         texts=list(texts),
         top_k=top_k,
         cache_policy=cache_policy_value(cache_policy),
+        truncate=truncate,
     )
 
 

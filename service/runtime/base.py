@@ -50,7 +50,10 @@ class EmbedItem:
     tokens: tuple[str, ...]
     truncated: bool
     options: EmbedOptions
-    unknown_tokens: tuple[str, ...] = ()  # left out (static models with skip_unknown)
+    unknown_tokens: tuple[str, ...] = ()
+    """Left out (static models with skip_unknown), or embedded as the unknown token (BERT)."""
+    unknown_offsets: tuple[tuple[int, int], ...] = ()
+    """Where each unknown token lies in the text, where the runtime reports it."""
     pool_start: int = 0
     """Tokens before this one are not pooled (a prompt the model pools without)."""
 
@@ -63,6 +66,8 @@ class FillMaskItem:
     ids: np.ndarray
     mask_positions: tuple[int, ...]
     top_k: int
+    truncated: bool = False
+    """Cut to a window around the masks."""
 
 
 class Runtime(Protocol):
@@ -105,7 +110,9 @@ class SimilarityRuntime(Protocol):
 class FillMaskRuntime(Protocol):
     """The extra steps of a model with a masked-LM head."""
 
-    def prepare_fill_mask(self, texts: Sequence[str], top_k: int) -> list[FillMaskItem]: ...
+    def prepare_fill_mask(
+        self, texts: Sequence[str], top_k: int, truncate: bool = False
+    ) -> list[FillMaskItem]: ...
 
     def run_fill_mask(self, items: Sequence[FillMaskItem]) -> Sequence[np.ndarray]: ...
 
@@ -155,6 +162,7 @@ def _result(item: EmbedItem, vectors: np.ndarray) -> EmbeddingResult:
         tokens=item.tokens,
         truncated=item.truncated,
         unknown_tokens=item.unknown_tokens,
+        unknown_offsets=item.unknown_offsets,
     )
 
 
@@ -246,8 +254,10 @@ def pool_batch(
 
 def warm_up_embeddings(runtime: Runtime) -> None:
     """Embed a short and a longer text, two at a time and one, so the first request is not
-    the slow one."""
-    options = EmbedOptions(Pooling.MEAN, layers=runtime.spec.default_layers, truncate=True)
+    the slow one (with ``skip_unknown``: a vocabulary without the warm-up word still warms)."""
+    options = EmbedOptions(
+        Pooling.MEAN, layers=runtime.spec.default_layers, truncate=True, skip_unknown=True
+    )
     for words in (4, 32):
         items = runtime.prepare_embed([" ".join(["warm"] * words)] * 2, options)
         runtime.embed_batch(items)

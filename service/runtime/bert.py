@@ -6,12 +6,18 @@ A model imported with a sentence-transformers configuration is served as its aut
 ``encode`` computes it (lower-casing, where it asks for it, is in its tokenizer): a named
 prompt put before each text (its tokens left out of pooling where it was trained so), the
 pooled vector through its Dense layers, normalised by default where it ends in Normalize
-(``spec.sentence``)."""
+(``spec.sentence``).
+
+Text the vocabulary lacks becomes the unknown token, and a text of nothing else would get the
+same vector as any other of its length: what became it is reported with its offsets, and such a
+text is refused unless ``skip_unknown`` asks for it anyway (FillMask always refuses it)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer, models
@@ -33,6 +39,34 @@ from service.runtime.words import require_words
 
 CONTINUATION = "##"  # WordPiece: a piece that continues the word before it
 WORD_START = ("Ġ", "▁")  # byte-level BPE and SentencePiece: a piece that starts a word
+NAMED_AT_MOST = 10  # unknown pieces named in an error message
+MAX_CHARACTERS_CHECKED = 50  # distinct characters of a refused text looked up one by one
+
+
+@dataclass(frozen=True)
+class _Unknown:
+    """What of one text became the model's unknown token, and where it lies in the text."""
+
+    pieces: tuple[str, ...] = ()
+    offsets: tuple[tuple[int, int], ...] = ()
+    known: bool = True
+    """Some other token of the text is in the vocabulary."""
+
+    @property
+    def only(self) -> bool:
+        """Every token that carries the text's characters is unknown: the model sees nothing
+        of the text (a script it was not trained on), so its answer would mean nothing."""
+        return bool(self.pieces) and not self.known
+
+
+NO_UNKNOWN = _Unknown()
+
+
+def _quoted(pieces: Sequence[str]) -> str:
+    distinct = list(dict.fromkeys(pieces))
+    named = ", ".join(repr(piece) for piece in distinct[:NAMED_AT_MOST])
+    more = len(distinct) - NAMED_AT_MOST
+    return named + (f" and {more} more" if more > 0 else "")
 
 
 class BertRuntime:
@@ -64,6 +98,8 @@ class BertRuntime:
         ids = spec.special_token_ids
         self.pad_id, self.sep_id, self.mask_id = ids["pad"], ids["sep"], ids["mask"]
         self.mask_token = spec.special_tokens["mask"]
+        self.unk_id = ids.get("unk")
+        self.unk_token = spec.special_tokens.get("unk", "")
         self.word_piece = isinstance(self.tokenizer.model, models.WordPiece)
         self.special_ids = {
             token_id
@@ -99,14 +135,76 @@ class BertRuntime:
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenizedText]:
         return [
-            TokenizedText(tuple(encoding.tokens), tuple(encoding.ids), tuple(encoding.offsets))
+            TokenizedText(self._shown(encoding), tuple(encoding.ids), tuple(encoding.offsets))
             for encoding in self._encode(texts)
         ]
+
+    def _shown(self, encoding: Encoding) -> tuple[str, ...]:
+        """The encoding's tokens, with the unknown token where the vocabulary lacked the text
+        (a Unigram tokenizer names the text's piece itself; the offsets still point at it)."""
+        ids, tokens = encoding.ids, encoding.tokens
+        if self.unk_id is None or self.unk_id not in ids:
+            return tuple(tokens)
+        unk, unk_id = self.unk_token, self.unk_id
+        return tuple(unk if i == unk_id else token for token, i in zip(tokens, ids, strict=True))
+
+    def _unknown(
+        self, text: str, encoding: Encoding, positions: Iterable[int], skip: int = 0
+    ) -> _Unknown:
+        """The pieces of ``text`` that became the unknown token among the encoding's tokens at
+        ``positions``, with their offsets in ``text``; ``skip`` characters of prompt came
+        before it (their tokens are not the text's). A bare word-start mark (``▁``) carries no
+        character of the text, so it is neither known nor unknown."""
+        ids = encoding.ids
+        if self.unk_id is None or self.unk_id not in ids:
+            return NO_UNKNOWN
+        tokens, spans = encoding.tokens, encoding.offsets
+        pieces, offsets, known = [], [], False
+        for position in positions:
+            token_id, (start, end) = ids[position], spans[position]
+            if start < skip:
+                continue
+            if token_id == self.unk_id:
+                pieces.append(text[start - skip : end - skip])
+                offsets.append((start - skip, end - skip))
+            elif token_id not in self.special_ids and tokens[position] not in WORD_START:
+                known = True
+        return _Unknown(tuple(pieces), tuple(offsets), known)
+
+    def _unknown_characters(self, pieces: Sequence[str]) -> list[str]:
+        """The characters of ``pieces`` the vocabulary lacks even alone (a script the model
+        was not trained on); none when only whole words failed (a word too long to split)."""
+        characters = dict.fromkeys(char for piece in pieces for char in piece if not char.isspace())
+        return [
+            char
+            for char in list(characters)[:MAX_CHARACTERS_CHECKED]
+            if self.unk_id in self.tokenizer.encode(char, add_special_tokens=False).ids
+        ]
+
+    def _refuse_unknown(self, index: int, unknown: _Unknown, fill_mask: bool) -> NoReturn:
+        """INVALID_ARGUMENT for a text the model sees only as its unknown token."""
+        besides = f" but {self.mask_token}" if fill_mask else ""
+        consequence = (
+            "so there is nothing to predict the mask from"
+            if fill_mask
+            else "so its vector would say nothing of it; set skip_unknown to embed it anyway"
+        )
+        characters = self._unknown_characters(unknown.pieces)
+        cause = (
+            f"{self.spec.name} was not trained on this script (characters its vocabulary lacks: "
+            f"{_quoted(characters)})"
+            if characters
+            else f"{self.spec.name}'s vocabulary cannot split these words"
+        )
+        raise InvalidArgument(
+            f"texts[{index}]: {cause}: every token of the text{besides} is its unknown token "
+            f"{self.unk_token} (unknown: {_quoted(unknown.pieces)}), {consequence}"
+        )
 
     def _fit(
         self, index: int, encoding: Encoding, truncate: bool, prompt_name: str = ""
     ) -> tuple[np.ndarray, tuple[str, ...], bool]:
-        ids, tokens = encoding.ids, encoding.tokens
+        ids, tokens = encoding.ids, self._shown(encoding)
         limit = self.spec.max_sequence_length
         if len(ids) <= limit:
             return np.asarray(ids, dtype=np.int64), tuple(tokens), False
@@ -129,12 +227,18 @@ class BertRuntime:
         items = []
         for index, encoding in enumerate(self._encode(texts, prompt)):
             ids, tokens, truncated = self._fit(index, encoding, options.truncate, name)
+            kept = range(len(ids) - 1 if truncated else len(ids))  # the cut's [SEP] is added
+            unknown = self._unknown(texts[index], encoding, kept, skip=len(prompt))
+            if unknown.only and not options.skip_unknown:
+                self._refuse_unknown(index, unknown, fill_mask=False)
             items.append(
                 EmbedItem(
                     ids=ids,
                     tokens=tokens,
                     truncated=truncated,
                     options=options,
+                    unknown_tokens=unknown.pieces,
+                    unknown_offsets=unknown.offsets,
                     pool_start=min(start, len(ids) - 1),
                 )
             )
@@ -169,18 +273,62 @@ class BertRuntime:
         )
 
     # -- fill-mask ------------------------------------------------------------------------
-    def prepare_fill_mask(self, texts: Sequence[str], top_k: int) -> list[FillMaskItem]:
+    def prepare_fill_mask(
+        self, texts: Sequence[str], top_k: int, truncate: bool = False
+    ) -> list[FillMaskItem]:
+        """Each text's ids and mask positions; with ``truncate`` a text over the maximum is
+        cut to a window around its masks. A text whose every token but the masks is unknown
+        is refused: the model would fill its masks from nothing."""
         items = []
         for index, encoding in enumerate(self._encode(texts)):
-            ids, _, _ = self._fit(index, encoding, truncate=False)
-            positions = tuple(int(p) for p in np.flatnonzero(ids == self.mask_id))
-            if not positions:
+            ids = np.asarray(encoding.ids, dtype=np.int64)
+            masks = np.flatnonzero(ids == self.mask_id)
+            if not len(masks):
                 raise InvalidArgument(
                     f"texts[{index}] contains no {self.mask_token} token; put {self.mask_token} "
                     "where a word should be predicted"
                 )
-            items.append(FillMaskItem(texts[index], ids, positions, top_k))
+            kept, truncated = self._window(index, encoding, masks, truncate)
+            unknown = self._unknown(texts[index], encoding, kept)
+            if unknown.only:
+                self._refuse_unknown(index, unknown, fill_mask=True)
+            if truncated:
+                ids = ids[np.asarray(kept)]
+            positions = tuple(int(p) for p in np.flatnonzero(ids == self.mask_id))
+            items.append(FillMaskItem(texts[index], ids, positions, top_k, truncated))
         return items
+
+    def _window(
+        self, index: int, encoding: Encoding, masks: np.ndarray, truncate: bool
+    ) -> tuple[Sequence[int], bool]:
+        """The positions a fill-mask text keeps, and whether it was cut: all of them when it
+        fits; with ``truncate`` its special tokens and a window centred on its masks, moved
+        inside the text at either end."""
+        count, limit = len(encoding.ids), self.spec.max_sequence_length
+        if count <= limit:
+            return range(count), False
+        if not truncate:
+            raise InvalidArgument(
+                f"texts[{index}] has {count} tokens, more than {self.spec.name}'s maximum of "
+                f"{limit} (special tokens included); shorten it or set truncate to cut it "
+                "around its masks"
+            )
+        special = encoding.special_tokens_mask  # the tokens the template adds, not the masks
+        lead = next(i for i, flag in enumerate(special) if not flag)
+        trail = next(i for i, flag in enumerate(reversed(special)) if not flag)
+        width = limit - lead - trail
+        first, last = int(masks[0]), int(masks[-1])
+        span = last - first + 1
+        if span > width:
+            raise InvalidArgument(
+                f"texts[{index}] has {len(masks)} {self.mask_token} tokens spanning {span} "
+                f"tokens, more than one window of {self.spec.name}'s maximum of {limit} holds "
+                f"({lead + trail} special tokens included); put the masks closer together or "
+                "send them in separate texts"
+            )
+        start = min(max(lead, first - (width - span) // 2), count - trail - width)
+        kept = [*range(lead), *range(start, start + width), *range(count - trail, count)]
+        return kept, True
 
     def run_fill_mask(self, items: Sequence[FillMaskItem]) -> list[np.ndarray]:
         """Logits at the masks only: one (masks, vocab) array per item."""
@@ -248,10 +396,11 @@ class BertRuntime:
 
     # -- lifecycle ------------------------------------------------------------------------
     def warmup(self) -> None:
-        """Run every graph once at a few lengths so the first request is not the slow one."""
+        """Run every graph once at a few lengths so the first request is not the slow one
+        (fill-mask on the mask alone: no word of it can be unknown to the vocabulary)."""
         warm_up_embeddings(self)
         if self.fill_mask is not None:
-            fills = self.prepare_fill_mask([f"warm {self.mask_token} up"], 1)
+            fills = self.prepare_fill_mask([self.mask_token], 1)
             self.finish_fill_mask(fills[0], self.run_fill_mask(fills)[0])
 
     def close(self) -> None:

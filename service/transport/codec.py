@@ -93,6 +93,7 @@ def fill_mask_query(request: pb.FillMaskRequest) -> FillMaskQuery:
         texts=tuple(request.texts),
         top_k=request.top_k,
         cache_policy=_cache_policy(request.cache_policy),
+        truncate=request.truncate,
     )
 
 
@@ -182,6 +183,7 @@ def embed_response(
             truncated=result.truncated,
             cached=result.cached,
             unknown_tokens=result.unknown_tokens,
+            unknown_offsets=[bound for span in result.unknown_offsets for bound in span],
         )
         if raw is None:
             embedding.MergeFromString(_packed_values(result.vectors))
@@ -209,6 +211,7 @@ def fill_mask_response(outcome: FillMaskOutcome) -> pb.FillMaskResponse:
                     for mask in text.masks
                 ],
                 cached=text.cached,
+                truncated=text.truncated,
             )
             for text in outcome.results
         ],

@@ -110,7 +110,7 @@ def documented_key(models: Path, version: int, text: str, operation: str = "embe
     listed = "\n".join(f"{name}={checksums[name]}" for name in files)
     fingerprint = hashlib.sha256(listed.encode()).hexdigest()[:16]
     text_hash = hashlib.sha256(text.encode()).hexdigest()
-    return f"emb:v1:{MODEL}:{version}:{operation}:{fingerprint}:*:{text_hash}"
+    return f"emb:v2:{MODEL}:{version}:{operation}:{fingerprint}:*:{text_hash}"
 
 
 @pytest.fixture
@@ -409,16 +409,16 @@ def test_flush_removes_one_model_or_everything(
         def keys(pattern: str) -> int:
             return len(list(direct.scan_iter(pattern)))
 
-        assert keys(f"emb:v1:{MODEL}:*") == 3 and keys("emb:v1:tiny-encoder:*") == 3
+        assert keys(f"emb:v2:{MODEL}:*") == 3 and keys("emb:v2:tiny-encoder:*") == 3
         flush = [sys.executable, "-m", "service.cache", "flush", "--redis-url", redis_server.url]
         done = subprocess.run(
             [*flush, "--model", MODEL], check=False, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
         assert "removed 3" in done.stdout
-        assert keys(f"emb:v1:{MODEL}:*") == 0 and keys("emb:v1:tiny-encoder:*") == 3
+        assert keys(f"emb:v2:{MODEL}:*") == 0 and keys("emb:v2:tiny-encoder:*") == 3
         subprocess.run([*flush, "--all"], check=True, capture_output=True)
-        assert keys("emb:v1:*") == 0
+        assert keys("emb:v2:*") == 0
         assert direct.get("unrelated:key") == b"kept"
 
 

@@ -95,7 +95,7 @@ class EmbedRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., layer_weights: _Optional[_Iterable[float]] = ..., normalize: _Optional[bool] = ..., truncate: _Optional[bool] = ..., skip_unknown: _Optional[bool] = ..., cache_policy: _Optional[_Union[CachePolicy, str]] = ..., encoding: _Optional[_Union[VectorEncoding, str]] = ..., normalization: _Optional[_Union[Normalization, str]] = ..., prompt_name: _Optional[str] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class Embedding(_message.Message):
-    __slots__ = ("values", "num_tokens", "tokens", "truncated", "cached", "unknown_tokens", "raw_values")
+    __slots__ = ("values", "num_tokens", "tokens", "truncated", "cached", "unknown_tokens", "raw_values", "unknown_offsets")
     VALUES_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class Embedding(_message.Message):
     CACHED_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     RAW_VALUES_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_OFFSETS_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[float]
     num_tokens: int
     tokens: _containers.RepeatedScalarFieldContainer[str]
@@ -110,7 +111,8 @@ class Embedding(_message.Message):
     cached: bool
     unknown_tokens: _containers.RepeatedScalarFieldContainer[str]
     raw_values: bytes
-    def __init__(self, values: _Optional[_Iterable[float]] = ..., num_tokens: _Optional[int] = ..., tokens: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ..., cached: _Optional[bool] = ..., unknown_tokens: _Optional[_Iterable[str]] = ..., raw_values: _Optional[bytes] = ...) -> None: ...
+    unknown_offsets: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, values: _Optional[_Iterable[float]] = ..., num_tokens: _Optional[int] = ..., tokens: _Optional[_Iterable[str]] = ..., truncated: _Optional[bool] = ..., cached: _Optional[bool] = ..., unknown_tokens: _Optional[_Iterable[str]] = ..., raw_values: _Optional[bytes] = ..., unknown_offsets: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("queue_us", "tokenization_us", "inference_us", "total_us", "postprocess_us")
@@ -143,18 +145,20 @@ class EmbedResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dim: _Optional[int] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., encoding: _Optional[_Union[VectorEncoding, str]] = ...) -> None: ...
 
 class FillMaskRequest(_message.Message):
-    __slots__ = ("model", "version", "texts", "top_k", "cache_policy")
+    __slots__ = ("model", "version", "texts", "top_k", "cache_policy", "truncate")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CACHE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
     cache_policy: CachePolicy
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., cache_policy: _Optional[_Union[CachePolicy, str]] = ...) -> None: ...
+    truncate: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., cache_policy: _Optional[_Union[CachePolicy, str]] = ..., truncate: _Optional[bool] = ...) -> None: ...
 
 class MaskPrediction(_message.Message):
     __slots__ = ("token", "score", "token_id", "sequence")
@@ -175,12 +179,14 @@ class MaskPredictions(_message.Message):
     def __init__(self, predictions: _Optional[_Iterable[_Union[MaskPrediction, _Mapping]]] = ...) -> None: ...
 
 class FillMaskResult(_message.Message):
-    __slots__ = ("masks", "cached")
+    __slots__ = ("masks", "cached", "truncated")
     MASKS_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     masks: _containers.RepeatedCompositeFieldContainer[MaskPredictions]
     cached: bool
-    def __init__(self, masks: _Optional[_Iterable[_Union[MaskPredictions, _Mapping]]] = ..., cached: _Optional[bool] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, masks: _Optional[_Iterable[_Union[MaskPredictions, _Mapping]]] = ..., cached: _Optional[bool] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class FillMaskResponse(_message.Message):
     __slots__ = ("results", "model", "version", "timing")

@@ -63,7 +63,11 @@ class EmbeddingsRequest(BaseModel):
         default_factory=list, description="a scalar mix over every layer (softmax of these)"
     )
     truncate: bool = Field(False, description="cut texts over the model's length")
-    skip_unknown: bool = Field(False, description="leave out words a static model lacks")
+    skip_unknown: bool = Field(
+        False,
+        description="embed a text despite words the model lacks (word2vec: leaves them out; "
+        "BERT family: embeds a text made only of unknown tokens instead of refusing it)",
+    )
     cache_policy: Literal["use", "bypass", "refresh"] = Field(
         "use", description="use the cache, bypass it, or recompute and overwrite"
     )

@@ -28,7 +28,7 @@ def scope(**changes: object) -> KeyScope:
 def test_the_documented_layout() -> None:
     key = scope().key("the bank of the river")
     text_hash = hashlib.sha256(b"the bank of the river").hexdigest()
-    assert re.fullmatch(rf"emb:v1:bert:1:embed:[0-9a-f]{{16}}:0{{16}}:{text_hash}", key), key
+    assert re.fullmatch(rf"emb:v2:bert:1:embed:[0-9a-f]{{16}}:0{{16}}:{text_hash}", key), key
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_every_field_of_embed_options_is_in_the_key() -> None:
 
 
 def test_flush_patterns() -> None:
-    assert match_pattern() == "emb:v1:*"
-    assert match_pattern("bert") == "emb:v1:bert:*"
+    assert match_pattern() == "emb:v2:*"
+    assert match_pattern("bert") == "emb:v2:bert:*"
     assert scope().key("x").startswith(match_pattern("bert")[:-1])
     assert not scope(model="bert-large").key("x").startswith(match_pattern("bert")[:-1])
