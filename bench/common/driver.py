@@ -134,7 +134,7 @@ async def load(
                 latencies.append(answered - sent)
 
         errors = await closed_loop(
-            lambda _: client.embed([next(source)], model), clients, until, replied
+            lambda _: client.embed([next(source)], model=model), clients, until, replied
         )
     return {
         "clients": clients,
@@ -251,7 +251,7 @@ async def alternate(
             until = time.perf_counter() + seconds
             client = channels[index]
             errors = await closed_loop(
-                lambda _: client.embed([next(source)], model), clients, until, replied
+                lambda _: client.embed([next(source)], model=model), clients, until, replied
             )
             calls[index] += responses + errors.total()
             return responses, errors

@@ -82,9 +82,9 @@ def prime(target: str, redis_url: str, texts: list[str]) -> None:
     before = stored_keys(redis_url)
     with EmbeddingClient(target, timeout=300, retries=0) as client:
         for start in range(0, len(texts), PRIME_CHUNK):
-            client.embed(texts[start : start + PRIME_CHUNK], MODEL)
+            client.embed(texts[start : start + PRIME_CHUNK], model=MODEL)
         wait_until_stored(redis_url, before + len(texts))
-        response = client.embed(texts[:1], MODEL)
+        response = client.embed(texts[:1], model=MODEL)
         if not response.embeddings[0].cached:
             raise RuntimeError("a primed text came back cached=False: the Redis tier missed it")
 

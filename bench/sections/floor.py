@@ -152,7 +152,7 @@ def bench_floor(
     rows: list[dict[str, Any]] = []
     with background_server(bench_settings(locations[word2vec], word2vec, engine)) as served:
         with EmbeddingClient(served.target) as client:
-            constant = client.embed([sentence], word2vec)
+            constant = client.embed([sentence], model=word2vec)
         console.print(f"floor: bare grpc.aio, constant reply of {constant.ByteSize()} bytes")
         floor = FloorServer(constant)
         try:

@@ -6,6 +6,10 @@
 constructor), ``messages`` the requests both send, ``sync`` and ``aio`` the two clients,
 ``cli`` the command. Every name importable from ``service.client`` before it became a
 package still is.
+
+Methods that take texts (or words) and a model take the model by keyword,
+``client.embed(texts, model="bert")``: the order most people guess, the model first, is a
+TypeError that says so, and the older positional order still works with a DeprecationWarning.
 """
 
 from service.client.aio import AsyncEmbeddingClient

@@ -4,10 +4,11 @@ async iterator)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from typing import Any
+from typing import Any, overload
 
 import grpc
 import grpc.aio
+from typing_extensions import deprecated
 
 from proto.embedding.v1 import embedding_pb2 as pb
 from service.client.channel import ChannelOptions, ClientBase
@@ -20,6 +21,7 @@ from service.client.messages import (
     most_similar_request,
     tokenize_request,
 )
+from service.client.sync import POSITIONAL_MODEL, model_by_keyword
 
 
 class AsyncEmbeddingClient(ClientBase[grpc.aio.Channel]):
@@ -43,8 +45,18 @@ class AsyncEmbeddingClient(ClientBase[grpc.aio.Channel]):
     async def close(self) -> None:
         await self.channel.close()
 
+    @overload
     async def embed(
-        self, texts: Sequence[str], model: str, *, encoding: str = "float", **options: Any
+        self, texts: Sequence[str], *, model: str, encoding: str = "float", **options: Any
+    ) -> pb.EmbedResponse: ...
+    @overload
+    @deprecated(POSITIONAL_MODEL)
+    async def embed(
+        self, texts: Sequence[str], model: str, /, *, encoding: str = "float", **options: Any
+    ) -> pb.EmbedResponse: ...
+    @model_by_keyword("texts", "model")
+    async def embed(
+        self, texts: Sequence[str], *, model: str, encoding: str = "float", **options: Any
     ) -> pb.EmbedResponse:
         """``options`` are ``embed_request``'s; ``encoding`` float32 or float16 has the vectors
         sent as raw bytes (``vectors(response)`` reads either form)."""
@@ -62,34 +74,97 @@ class AsyncEmbeddingClient(ClientBase[grpc.aio.Channel]):
         async for response in call:
             yield response
 
+    @overload
     async def fill_mask(
         self,
         texts: Sequence[str],
+        *,
         model: str,
         top_k: int = 5,
         version: str = "",
         cache_policy: str = "use",
+        truncate: bool = False,
+    ) -> pb.FillMaskResponse: ...
+    @overload
+    @deprecated(POSITIONAL_MODEL)
+    async def fill_mask(
+        self,
+        texts: Sequence[str],
+        model: str,
+        /,
+        top_k: int = 5,
+        version: str = "",
+        cache_policy: str = "use",
+        *,
+        truncate: bool = False,
+    ) -> pb.FillMaskResponse: ...
+    @model_by_keyword("texts", "model", "top_k", "version", "cache_policy")
+    async def fill_mask(
+        self,
+        texts: Sequence[str],
+        *,
+        model: str,
+        top_k: int = 5,
+        version: str = "",
+        cache_policy: str = "use",
+        truncate: bool = False,
     ) -> pb.FillMaskResponse:
-        request = fill_mask_request(texts, model, top_k, version, cache_policy)
+        """``truncate`` cuts a text longer than the model takes to a window around its
+        masks instead of refusing it."""
+        request = fill_mask_request(texts, model, top_k, version, cache_policy, truncate=truncate)
         response: pb.FillMaskResponse = await self.stub.FillMask(request, **self._call_options())
         return response
 
+    @overload
+    async def most_similar(
+        self,
+        positive: Sequence[str],
+        *,
+        model: str,
+        negative: Sequence[str] = (),
+        top_k: int = 10,
+        version: str = "",
+    ) -> pb.MostSimilarResponse: ...
+    @overload
+    @deprecated(POSITIONAL_MODEL)
     async def most_similar(
         self,
         model: str,
+        /,
         positive: Sequence[str],
         negative: Sequence[str] = (),
         top_k: int = 10,
         version: str = "",
+    ) -> pb.MostSimilarResponse: ...
+    @model_by_keyword("model", "positive", "negative", "top_k", "version")
+    async def most_similar(
+        self,
+        positive: Sequence[str],
+        *,
+        model: str,
+        negative: Sequence[str] = (),
+        top_k: int = 10,
+        version: str = "",
     ) -> pb.MostSimilarResponse:
+        """The words nearest ``positive`` minus ``negative`` (word2vec)."""
         request = most_similar_request(model, positive, negative, top_k, version)
         response: pb.MostSimilarResponse = await self.stub.MostSimilar(
             request, **self._call_options()
         )
         return response
 
+    @overload
     async def tokenize(
-        self, texts: Sequence[str], model: str, version: str = ""
+        self, texts: Sequence[str], *, model: str, version: str = ""
+    ) -> pb.TokenizeResponse: ...
+    @overload
+    @deprecated(POSITIONAL_MODEL)
+    async def tokenize(
+        self, texts: Sequence[str], model: str, /, version: str = ""
+    ) -> pb.TokenizeResponse: ...
+    @model_by_keyword("texts", "model", "version")
+    async def tokenize(
+        self, texts: Sequence[str], *, model: str, version: str = ""
     ) -> pb.TokenizeResponse:
         request = tokenize_request(texts, model, version)
         response: pb.TokenizeResponse = await self.stub.Tokenize(request, **self._call_options())

@@ -1,106 +1,22 @@
 """Both clients offer the same methods and send the same requests: each method is called
 through the blocking and the asyncio client against one real gRPC server that records what
-arrives, and the console command runs as ``python -m service.client``."""
+arrives. Methods taking texts and a model take the model by keyword."""
 
 from __future__ import annotations
 
 import inspect
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterable, Iterator
-from concurrent import futures
-from pathlib import Path
+import re
+import warnings
+from collections.abc import Callable
 from typing import Any
 
-import grpc
 import pytest
-from google.protobuf.message import Message
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proto.embedding.v1 import embedding_pb2 as pb
-from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from service.client import AsyncEmbeddingClient, EmbeddingClient, embed_request
+from tests.unit.service.client.recording import RecordingServicer
 
-ROOT = Path(__file__).resolve().parents[4]
 TOKEN = "s3cret-token"
-
-
-class RecordingServicer(pb_grpc.EmbeddingServiceServicer):  # type: ignore[misc]
-    """Answers every RPC with a response derived from its request and keeps (method,
-    request, authorization header) of each call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Message, str | None]] = []
-
-    def _record(self, method: str, request: Message, context: grpc.ServicerContext) -> None:
-        metadata = dict(context.invocation_metadata())
-        self.calls.append((method, request, metadata.get("authorization")))
-
-    def Embed(self, request: pb.EmbedRequest, context: grpc.ServicerContext) -> pb.EmbedResponse:
-        self._record("Embed", request, context)
-        return embed_response(request)
-
-    def EmbedStream(
-        self, requests: Iterable[pb.EmbedRequest], context: grpc.ServicerContext
-    ) -> Iterator[pb.EmbedResponse]:
-        for request in requests:
-            self._record("EmbedStream", request, context)
-            yield embed_response(request)
-
-    def FillMask(
-        self, request: pb.FillMaskRequest, context: grpc.ServicerContext
-    ) -> pb.FillMaskResponse:
-        self._record("FillMask", request, context)
-        return pb.FillMaskResponse(model=request.model, version=request.version)
-
-    def MostSimilar(
-        self, request: pb.MostSimilarRequest, context: grpc.ServicerContext
-    ) -> pb.MostSimilarResponse:
-        self._record("MostSimilar", request, context)
-        neighbors = [pb.Neighbor(word=word, score=0.5) for word in request.positive]
-        return pb.MostSimilarResponse(model=request.model, neighbors=neighbors)
-
-    def Tokenize(
-        self, request: pb.TokenizeRequest, context: grpc.ServicerContext
-    ) -> pb.TokenizeResponse:
-        self._record("Tokenize", request, context)
-        results = [pb.TokenizedText(tokens=text.split()) for text in request.texts]
-        return pb.TokenizeResponse(model=request.model, results=results)
-
-    def ListModels(
-        self, request: pb.ListModelsRequest, context: grpc.ServicerContext
-    ) -> pb.ListModelsResponse:
-        self._record("ListModels", request, context)
-        return pb.ListModelsResponse(models=[pb.ModelInfo(name="recorded-model", version="1")])
-
-    def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
-        self._record("GetModel", request, context)
-        return pb.ModelInfo(name=request.model, version=request.version or "1")
-
-
-def embed_response(request: pb.EmbedRequest) -> pb.EmbedResponse:
-    """One 2-d vector per text: (its length, 1)."""
-    embeddings = [pb.Embedding(values=[len(text), 1.0], num_tokens=1) for text in request.texts]
-    return pb.EmbedResponse(
-        model=request.model, version=request.version, dim=2, embeddings=embeddings
-    )
-
-
-@pytest.fixture
-def server() -> Iterator[tuple[str, RecordingServicer]]:
-    recorder = RecordingServicer()
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_EmbeddingServiceServicer_to_server(recorder, grpc_server)
-    health_servicer = health.HealthServicer()
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-    port = grpc_server.add_insecure_port("127.0.0.1:0")
-    grpc_server.start()
-    try:
-        yield f"127.0.0.1:{port}", recorder
-    finally:
-        grpc_server.stop(None)
 
 
 def public_methods(cls: type) -> dict[str, Callable[..., Any]]:
@@ -125,14 +41,18 @@ def test_both_clients_have_the_same_methods_and_parameters() -> None:
     assert inspect.signature(EmbeddingClient) == inspect.signature(AsyncEmbeddingClient)
 
 
+Call = tuple[tuple[Any, ...], dict[str, Any]]
 STREAM = [embed_request(["a b", "c"], "bert", pooling="mean"), embed_request(["d"], "bert")]
 # Every public method but close: (arguments, keyword arguments).
-CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
-    "embed": ((["the cook", "an apple"], "bert"), {"pooling": "cls", "layers": [1, 2]}),
+CALLS: dict[str, Call] = {
+    "embed": ((["the cook", "an apple"],), {"model": "bert", "pooling": "cls", "layers": [1, 2]}),
     "embed_stream": ((STREAM,), {}),
-    "fill_mask": ((["the [MASK] is red"], "bert"), {"top_k": 3, "cache_policy": "bypass"}),
-    "most_similar": (("word2vec", ["apple"]), {"negative": ["mushy"], "top_k": 4}),
-    "tokenize": ((["some text"], "bert"), {"version": "2"}),
+    "fill_mask": (
+        (["the [MASK] is red"],),
+        {"model": "bert", "top_k": 3, "cache_policy": "bypass", "truncate": True},
+    ),
+    "most_similar": ((["apple"],), {"model": "word2vec", "negative": ["mushy"], "top_k": 4}),
+    "tokenize": ((["some text"],), {"model": "bert", "version": "2"}),
     "list_models": ((), {}),
     "get_model": (("elmo",), {"version": "3"}),
     "health": ((), {}),
@@ -182,7 +102,7 @@ def test_requests_carry_the_arguments(server: tuple[str, RecordingServicer]) -> 
     with EmbeddingClient(target, timeout=10) as client:
         response = client.embed(
             ["the cook"],
-            "bert",
+            model="bert",
             pooling="cls",
             layers=[1, 2],
             normalize=False,
@@ -205,26 +125,105 @@ def test_requests_carry_the_arguments(server: tuple[str, RecordingServicer]) -> 
     assert response.dim == 2
 
 
-def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-W", "error::RuntimeWarning", "-m", "service.client", *arguments],
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "200"},  # rich wraps table cells to the terminal
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+# The methods that take texts (or words) and a model: the model goes by keyword. Each entry:
+# the call as documented, the same call in the old positional order, and the order most
+# people guess (the model first), which must fail before anything is sent.
+MODEL_CALLS: dict[str, tuple[Call, Call, Call]] = {
+    "embed": (
+        ((["the cook"],), {"model": "bert", "pooling": "cls"}),
+        ((["the cook"], "bert"), {"pooling": "cls"}),
+        (("bert", ["the cook"]), {}),
+    ),
+    "fill_mask": (
+        (
+            (["the [MASK]"],),
+            {"model": "bert", "top_k": 3, "version": "2", "cache_policy": "bypass"},
+        ),
+        ((["the [MASK]"], "bert", 3, "2", "bypass"), {}),
+        (("bert", ["the [MASK]"]), {}),
+    ),
+    "most_similar": (
+        ((["apple"],), {"model": "word2vec", "negative": ["mushy"], "top_k": 4, "version": "1"}),
+        (("word2vec", ["apple"], ["mushy"], 4, "1"), {}),
+        ((["apple"], "word2vec"), {}),
+    ),
+    "tokenize": (
+        ((["some text"],), {"model": "bert", "version": "2"}),
+        ((["some text"], "bert", "2"), {}),
+        (("bert", ["some text"]), {}),
+    ),
+}
+CLIENTS = ("blocking", "asyncio")
 
 
-def test_the_console_command_runs_as_a_module(server: tuple[str, RecordingServicer]) -> None:
+def test_every_method_taking_a_model_and_texts_is_covered() -> None:
+    takes_model = {
+        name
+        for name, method in public_methods(EmbeddingClient).items()
+        if "model" in inspect.signature(method).parameters and name != "get_model"
+    }
+    assert takes_model == set(MODEL_CALLS)
+    for name in MODEL_CALLS:
+        for cls in (EmbeddingClient, AsyncEmbeddingClient):
+            model = inspect.signature(getattr(cls, name)).parameters["model"]
+            assert model.kind is inspect.Parameter.KEYWORD_ONLY, (cls.__name__, name)
+
+
+async def call_with(kind: str, target: str, name: str, call: Call) -> Any:
+    args, kwargs = call
+    if kind == "blocking":
+        with EmbeddingClient(target, timeout=10) as client:
+            return getattr(client, name)(*args, **kwargs)
+    async with AsyncEmbeddingClient(target, timeout=10) as asynchronous:
+        return await getattr(asynchronous, name)(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+@pytest.mark.parametrize("name", sorted(MODEL_CALLS))
+async def test_the_model_first_is_refused_naming_the_order(
+    server: tuple[str, RecordingServicer], name: str, kind: str
+) -> None:
     target, recorder = server
-    models = run_cli("--target", target, "models")
-    assert models.returncode == 0, models.stderr
-    assert "recorded-model" in models.stdout
-    healthy = run_cli("--target", target, "health")
-    assert (healthy.returncode, healthy.stdout.strip()) == (0, "SERVING")
-    embedded = run_cli("--target", target, "embed", "--model", "bert", "--json", "abc", "de")
-    assert embedded.returncode == 0, embedded.stderr
-    assert embedded.stdout.strip() == "[[3.0, 1.0], [2.0, 1.0]]"
-    assert [method for method, _, _ in recorder.calls] == ["ListModels", "Embed"]
+    _, _, swapped = MODEL_CALLS[name]
+    with pytest.raises(TypeError, match=rf"{name}\(.*model=") as raised:
+        await call_with(kind, target, name, swapped)
+    assert "by keyword" in str(raised.value)
+    assert recorder.calls == []
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+@pytest.mark.parametrize("name", sorted(MODEL_CALLS))
+async def test_old_positional_calls_still_work_with_a_deprecation_warning(
+    server: tuple[str, RecordingServicer], name: str, kind: str
+) -> None:
+    target, recorder = server
+    keyword, positional, _ = MODEL_CALLS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the documented form warns of nothing
+        expected = await call_with(kind, target, name, keyword)
+    with pytest.warns(DeprecationWarning, match="model=") as warned:
+        answer = await call_with(kind, target, name, positional)
+    assert answer == expected
+    assert {record.filename for record in warned} == {__file__}  # points at the caller
+    (_, sent, _), (_, old, _) = recorder.calls
+    assert old == sent
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+@pytest.mark.parametrize(
+    ("name", "call", "complaint"),
+    [
+        ("embed", (("one text",), {"model": "bert"}), "texts must be a list of strings"),
+        ("tokenize", ((["a"],), {}), "model="),
+        ("embed", ((["a"],), {"model": ["bert"]}), "model must be a str"),
+        ("fill_mask", ((["a"], "bert"), {"model": "bert"}), "multiple values for argument 'model'"),
+        ("tokenize", ((["a"], "bert", "1", "extra"), {}), "at most"),
+    ],
+)
+async def test_a_call_that_cannot_be_meant_is_refused_before_sending(
+    server: tuple[str, RecordingServicer], name: str, call: Call, complaint: str, kind: str
+) -> None:
+    target, recorder = server
+    with pytest.raises(TypeError, match=re.escape(complaint)):
+        await call_with(kind, target, name, call)
+    assert recorder.calls == []
