@@ -122,8 +122,12 @@ class Application:
         await self.load()
 
     async def listen(self) -> None:
-        """Accept calls: health answers NOT_SERVING and the API UNAVAILABLE until ``load``."""
+        """Accept calls: health answers NOT_SERVING and the API UNAVAILABLE until ``load``.
+        Metrics bind first: every port is bound (or its ``PortUnavailable`` raised) before
+        the server accepts a call."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.metrics is not None:
+            self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
         await self.server.start()
         if self.health_server is not None:
             await self.health_server.start()
@@ -132,8 +136,7 @@ class Application:
             await self.http.start()
             scheme = "https" if self.settings.tls_cert_file is not None else "http"
             log.info("HTTP API on %s://%s:%d/v1", scheme, self.settings.host, self.http.port)
-        if self.metrics is not None:
-            self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
+        if self.metrics_port is not None:
             log.info("metrics on http://%s:%d/metrics", self.settings.host, self.metrics_port)
 
     async def _publish_health(self) -> None:

@@ -6,6 +6,34 @@ maps each class to one gRPC status code in a single table; nothing here knows ab
 
 from __future__ import annotations
 
+ENV_PREFIX = "EMBED_"
+"""The settings' environment prefix (``service.config``), for messages that name a setting."""
+
+
+class PortUnavailable(OSError):
+    """A listener could not bind its port: a startup error, not a caller's. Its one line names
+    what listens, the address, the setting that chose the port and how to choose another, since
+    a bare ``[Errno 98]`` does not say which of the server's ports another process holds."""
+
+    def __init__(
+        self,
+        what: str,
+        host: str,
+        port: int,
+        setting: str,
+        reason: str,
+        zero: str = "picks a free one",
+        also: str = "",
+    ) -> None:
+        flag = "--" + setting.replace("_", "-")
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(
+            f"could not bind the {what} ({flag}) to {address} ({reason}); choose another port "
+            f"with {flag} or {ENV_PREFIX}{setting.upper()} (0 {zero}){also}"
+        )
+        self.address = address
+        self.setting = setting
+
 
 class ServiceError(Exception):
     """Base class of every error a caller can be told about."""

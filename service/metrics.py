@@ -28,6 +28,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from service.domain import Timing
+from service.errors import PortUnavailable
 
 if TYPE_CHECKING:
     from service.batching import BatcherKey, CostTable
@@ -318,8 +319,18 @@ class Metrics:
     # -- exposition -------------------------------------------------------------------------
     def serve(self, host: str, port: int) -> int:
         """Serve ``/metrics`` over HTTP on its own thread; returns the bound port (``port`` 0
-        picks a free one)."""
-        server, thread = start_http_server(port, host, registry=self.registry)
+        picks a free one); a port it cannot bind is a ``PortUnavailable`` naming the setting."""
+        try:
+            server, thread = start_http_server(port, host, registry=self.registry)
+        except OSError as error:
+            raise PortUnavailable(
+                "metrics endpoint",
+                host,
+                port,
+                "metrics_port",
+                error.strerror or str(error),
+                also=", or turn metrics off with --no-metrics",
+            ) from error
         self._http = (server, thread)
         return int(server.server_port)
 

@@ -10,6 +10,9 @@ Stability follows perf_analyzer: the measured seconds are cut into 5 s windows, 
 stable when its last three windows agree within 10 % (max/min ≤ 1.10) both in requests per
 second and in mean latency. A level too short for three windows is unstable by definition.
 Instability is reported, never an error.
+
+Calls the server refused as INVALID_ARGUMENT (``invalid``) are the load's own mistakes: they
+are counted among the failures but left out of the failure ratio, which is the server's.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class Second:
     failures: int
     latencies: Counter[float]
     """Latency in ms → calls."""
+    invalid: int = 0
+    """Failures the server refused as INVALID_ARGUMENT (the load's requests were wrong)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ def read_timeline(path: Path) -> Timeline:
             int(entry["n"]),
             int(entry["f"]),
             Counter({float(ms): int(count) for ms, count in entry["ms"].items()}),
+            int(entry.get("i", 0)),
         )
         for at, entry in data["seconds"].items()
     }
@@ -106,10 +112,18 @@ class LevelStats:
     p95_ms: float | None
     p99_ms: float | None
     stability: Stability
+    invalid: int = 0
 
     @property
     def failure_ratio(self) -> float:
-        return self.failures / self.requests if self.requests else 0.0
+        return failure_ratio(self.requests, self.failures, self.invalid)
+
+
+def failure_ratio(requests: int, failures: int, invalid: int) -> float:
+    """The server's failures over the calls it could serve: those refused as invalid are in
+    neither (the load's mistake must not count as the server's error, nor dilute one)."""
+    valid = requests - invalid
+    return (failures - invalid) / valid if valid > 0 else 0.0
 
 
 def measured_span(level: Level, run_end: float) -> tuple[int, int]:
@@ -168,6 +182,7 @@ def level_stats(timeline: Timeline, level: Level, run_end: float) -> LevelStats:
         p95_ms=percentile(latencies, 0.95),
         p99_ms=percentile(latencies, 0.99),
         stability=stability(seconds),
+        invalid=sum(second.invalid for second in seconds),
     )
 
 
@@ -181,6 +196,8 @@ class RunStats:
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    invalid: int = 0
+    """Of the failures, those the server refused as INVALID_ARGUMENT."""
 
     @property
     def rps(self) -> float:
@@ -188,7 +205,8 @@ class RunStats:
 
     @property
     def failure_ratio(self) -> float:
-        return self.failures / self.requests if self.requests else 0.0
+        """The server's failure ratio: calls refused as invalid are left out."""
+        return failure_ratio(self.requests, self.failures, self.invalid)
 
 
 def run_end(timeline: Timeline) -> float:
@@ -208,6 +226,7 @@ def run_stats(timeline: Timeline) -> RunStats:
         p50_ms=percentile(latencies, 0.50),
         p95_ms=percentile(latencies, 0.95),
         p99_ms=percentile(latencies, 0.99),
+        invalid=sum(second.invalid for second in timeline.seconds.values()),
     )
 
 

@@ -2,7 +2,8 @@
 
 Exit status: 0 when the run completed and met every objective given, 1 when it missed one,
 2 when it could not be run or measured (a server that did not start, Locust that failed or
-recorded nothing), 130 when interrupted. Whatever happens, every process started here is
+recorded nothing, calls the server refused as INVALID_ARGUMENT: the load's own mistakes),
+130 when interrupted. Whatever happens, every process started here is
 ended before this returns.
 """
 
@@ -150,6 +151,11 @@ def _facts(
         f"{options.repeat_ratio:g}; fresh texts of cached models end in `, case <tag> <n> .`"
         f"{suffix}"
     )
+    if info is not None and info.max_sequence_length:
+        texts += (
+            f"; beyond the model's {info.max_sequence_length} tokens Embed truncates, and "
+            "FillMask sends only texts that fit (counted by Tokenize: see `locust.log`)"
+        )
     facts = [
         (
             "model",
@@ -207,10 +213,10 @@ def report(options: Options, before: Before, after: After) -> int:
     run = run_stats(timeline)
     origin = timeline.levels[0].start if timeline.levels else float(timeline.first or 0)
     end = run_end(timeline)
-    plots: list[Plot] = [
-        against_users(levels, out / "throughput_latency.png"),
-        over_time(timeline, origin, end, out / "latency_over_time.png"),
-    ]
+    plots: list[Plot] = []
+    if len(levels) > 1:  # one level is one point: no curve to draw against users
+        plots.append(against_users(levels, out / "throughput_latency.png"))
+    plots.append(over_time(timeline, origin, end, out / "latency_over_time.png"))
     server_levels: list[ServerFigures | None] = [None for _ in levels]
     count_check = None
     if after.scrapes:
@@ -251,6 +257,12 @@ def report(options: Options, before: Before, after: After) -> int:
         _say(f"SLO {goal.name}: {measured} against {limit}: {goal.verdict()}")
     if run.requests == 0:
         raise RunError("Locust recorded no calls at all")
+    if run.invalid:
+        raise RunError(
+            f"{run.invalid} calls were refused as INVALID_ARGUMENT: the load's own requests "
+            f"were wrong (see {out / 'locust.log'} and the failures in summary.md), so this run "
+            "measured another load than the one asked for"
+        )
     return 0 if all(goal.met for goal in goals) else 1
 
 

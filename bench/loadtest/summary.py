@@ -68,14 +68,30 @@ def _number(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def verdict(objectives: Sequence[Objective]) -> str:
+def verdict(objectives: Sequence[Objective], invalid: int = 0) -> str:
+    """The headline: a load the server refused as invalid gets none on the SLO (it measured
+    another load than the one asked for); a pass within 1 % of a limit says so."""
+    if invalid:
+        return (
+            f"**INVALID LOAD**: {invalid} calls were refused as INVALID_ARGUMENT, requests the "
+            "load test got wrong (see the failures), not errors of the server: they are left "
+            "out of the error ratio, and the run ends with status 2, without a verdict."
+        )
     if not objectives:
         return "**No SLO given** (`--max-p99-ms`, `--max-error-ratio`, `--min-rps`): nothing gated."
     missed = [objective for objective in objectives if not objective.met]
-    if not missed:
-        return "**PASS**: every objective met."
-    names = "; ".join(f"{objective.name} {objective.verdict()}" for objective in missed)
-    return f"**FAIL**: {names}."
+    if missed:
+        names = "; ".join(f"{objective.name} {objective.verdict()}" for objective in missed)
+        return f"**FAIL**: {names}."
+    close = [objective for objective in objectives if objective.at_limit]
+    if close:
+        names = "; ".join(
+            f"{objective.name} {objective.describe(objective.measured)} against a limit of "
+            f"{objective.describe(objective.limit)}"
+            for objective in close
+        )
+        return f"**PASS at the limit**: {names}: met with no margin left."
+    return "**PASS**: every objective met."
 
 
 def _objectives(objectives: Sequence[Objective]) -> list[str]:
@@ -121,9 +137,11 @@ def _levels(levels: Sequence[LevelStats], server: Sequence[ServerFigures | None]
         "",
         f"A level is measured over its whole seconds after every user started; it is stable when "
         f"its last {WINDOWS} windows of {WINDOW_S} s agree within {TOLERANCE:.0%} in requests/s "
-        "and mean latency (as perf_analyzer decides). Server columns are means per request "
-        "(queue, inference) or per batch (size, padding: real over padded tokens) of the model "
-        "under load; cache hits are texts any tier answered over texts looked up.",
+        "and mean latency (as perf_analyzer decides). Failures are the server's: calls it "
+        "refused as INVALID_ARGUMENT, the load's own mistakes, are left out. Server columns "
+        "are means per request (queue, inference) or per batch (size, padding: real over "
+        "padded tokens) of the model under load; cache hits are texts any tier answered over "
+        "texts looked up.",
         "",
     ]
     return lines
@@ -135,7 +153,8 @@ def _run(record: Record) -> list[str]:
         "## Whole run",
         "",
         f"{run.requests} calls in {run.duration_s:.1f} s ({run.rps:.1f}/s), "
-        f"{run.failures} failed ({run.failure_ratio:.2%}); p50 {_ms(run.p50_ms)} ms, "
+        f"{run.failures} failed{_failed(run.invalid, run.failure_ratio)}; "
+        f"p50 {_ms(run.p50_ms)} ms, "
         f"p95 {_ms(run.p95_ms)} ms, p99 {_ms(run.p99_ms)} ms.",
         "",
     ]
@@ -150,8 +169,18 @@ def _run(record: Record) -> list[str]:
     return lines
 
 
+def _failed(invalid: int, ratio: float) -> str:
+    if not invalid:
+        return f" ({ratio:.2%})"
+    return (
+        f", {invalid} of them refused as INVALID_ARGUMENT (the load's own mistakes); the "
+        f"server's failure ratio without them: {ratio:.2%}"
+    )
+
+
 def render(record: Record) -> str:
-    lines = [f"# {record.title}", "", f"{record.when}. {verdict(record.objectives)}", ""]
+    headline = verdict(record.objectives, record.run.invalid)
+    lines = [f"# {record.title}", "", f"{record.when}. {headline}", ""]
     lines += ["| | |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in record.facts]
     lines.append("")

@@ -12,6 +12,10 @@ FillMask on ``--model`` (when it has an MLM head), MostSimilar on ``--similar-mo
 it names a word2vec model) and EmbedStream (only when its weight is set). Texts are held-out
 sentences of the default corpus (``--texts-file``, one per line; a few built-in ones without
 it); ``--repeat-ratio`` of them repeat an earlier text, to exercise the server's cache.
+Texts are kept within the model's limit (GetModel's ``max_sequence_length``): Embed truncates,
+and FillMask, which cannot, sends only texts the server's Tokenize counts within it. A call the
+server refuses as INVALID_ARGUMENT is the load's own mistake: it is logged, and the timeline
+counts it apart so that ``bench.loadtest`` never counts it as the server's error.
 
 Every option below is also read from the environment as ``LOCUST_<OPTION>`` (Locust's rule),
 e.g. ``LOCUST_MODEL=bert LOCUST_WEIGHT_FILL_MASK=0``. ``--sweep`` (or ``LOCUST_SWEEP``) turns on
@@ -32,6 +36,7 @@ import logging
 import os
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +44,7 @@ from typing import Any, TypeVar
 
 import grpc
 from embedload.calls import (
+    GrpcStatusError,
     Target,
     bearer_metadata,
     open_channel,
@@ -57,6 +63,8 @@ from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
 
 log = logging.getLogger("embedload")
+TOKENIZE_BATCH = 256
+"""Texts per Tokenize call while fitting FillMask's texts (within the server's default limit)."""
 Handler = TypeVar("Handler", bound=Callable[..., None])
 
 
@@ -163,6 +171,9 @@ class _Shared:
         self.source: TextSource | None = None
         self.words: list[str] = []
         self.warned: set[str] = set()
+        self.masks_fit: int | None = None
+        self.fit_tried = False
+        self.lock = threading.Lock()  # gevent's under Locust: the first user prepares, others wait
 
     def info(
         self,
@@ -194,6 +205,47 @@ class _Shared:
             self.words = content_words(sentences)
         return self.source
 
+    def fit_masks(
+        self,
+        stub: pb_grpc.EmbeddingServiceStub,
+        info: pb.ModelInfo,
+        mask_token: str,
+        timeout: float,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> int | None:
+        """FillMask cannot truncate: keep its texts within the model's limit, counted by the
+        server's Tokenize (once per process, not reported to Locust). How many texts fit; None
+        when the limit or the counts are unknown (texts then go as they are)."""
+        if self.fit_tried or self.source is None or info.max_sequence_length <= 0:
+            return self.masks_fit
+        self.fit_tried = True
+        source, limit = self.source, info.max_sequence_length
+        templates = [source.mask_template(sentence, mask_token) for sentence in source.sentences]
+        tokens: list[int] = []
+        try:
+            for start in range(0, len(templates), TOKENIZE_BATCH):
+                request = pb.TokenizeRequest(
+                    model=info.name, texts=templates[start : start + TOKENIZE_BATCH]
+                )
+                reply = stub.Tokenize(request, timeout=timeout, metadata=metadata)
+                tokens += [len(result.tokens) for result in reply.results]
+        except grpc.RpcError as error:
+            self.warn(
+                "tokenize",
+                f"Tokenize({info.name!r}) failed: {error.code().name}; FillMask texts are not "
+                f"fitted to its {limit} tokens",
+            )
+            return None
+        self.masks_fit = source.fit_masks(tokens, limit)
+        log.info(
+            "FillMask: %d of %d texts fit %s's %d tokens",
+            self.masks_fit,
+            len(tokens),
+            info.name,
+            limit,
+        )
+        return self.masks_fit
+
     def warn(self, key: str, message: str) -> None:
         if key not in self.warned:
             self.warned.add(key)
@@ -212,8 +264,20 @@ def _on_master(environment: Environment) -> bool:
 
 
 @_on(events.request)
-def _record(response_time: float, exception: BaseException | None = None, **_: Any) -> None:
-    TIMELINE.record(time.time(), response_time, exception is not None)
+def _record(
+    name: str, response_time: float, exception: BaseException | None = None, **_: Any
+) -> None:
+    invalid = (
+        isinstance(exception, GrpcStatusError)
+        and exception.code == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    TIMELINE.record(time.time(), response_time, exception is not None, invalid)
+    if invalid:
+        SHARED.warn(
+            f"invalid {name}",
+            f"{name} refused as INVALID_ARGUMENT, the load's own mistake (not the server's "
+            f"error): {getattr(exception, 'details', '')}",
+        )
 
 
 @_on(events.report_to_master)
@@ -308,10 +372,11 @@ class EmbeddingUser(User):
             read_bearer_token(token_file) if token_file else options.bearer_token
         )
         lookup = pb_grpc.EmbeddingServiceStub(self._plain)
-        info = SHARED.info(lookup, options.model, options.call_timeout, self.metadata)
-        self.source = SHARED.text_source(options, info)
-        self.mask_token = info.mask_token if info is not None and info.mask_token else "[MASK]"
-        self.tasks = self._supported(info, lookup)
+        with SHARED.lock:  # what the users of this process share is prepared once
+            info = SHARED.info(lookup, options.model, options.call_timeout, self.metadata)
+            self.source = SHARED.text_source(options, info)
+            self.mask_token = info.mask_token if info is not None and info.mask_token else "[MASK]"
+            self.tasks = self._supported(info, lookup)
 
     def _supported(
         self, info: pb.ModelInfo | None, lookup: pb_grpc.EmbeddingServiceStub
@@ -322,6 +387,15 @@ class EmbeddingUser(User):
         if info is not None and "fill_mask" not in info.capabilities:
             dropped.add(EmbeddingUser.fill_mask)
             SHARED.warn("fill_mask", f"{info.name} has no MLM head: FillMask is left out")
+        elif info is not None and EmbeddingUser.fill_mask in tasks:
+            timeout = self.options.call_timeout
+            if SHARED.fit_masks(lookup, info, self.mask_token, timeout, self.metadata) == 0:
+                dropped.add(EmbeddingUser.fill_mask)
+                SHARED.warn(
+                    "fill_mask",
+                    f"no text fits {info.name}'s {info.max_sequence_length} tokens with a "
+                    "mask: FillMask is left out",
+                )
         if EmbeddingUser.most_similar in tasks:
             similar = SHARED.info(
                 lookup, self.options.similar_model, self.options.call_timeout, self.metadata

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import socket
+from dataclasses import dataclass
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -10,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from proto.embedding.v1 import embedding_pb2 as pb
 from proto.embedding.v1 import embedding_pb2_grpc as pb_grpc
 from service.config import Settings
+from service.errors import PortUnavailable
 from service.metrics import Metrics
 from service.transport.auth import TokenFile, auth_interceptors
 from service.transport.interceptors import ServiceInterceptor
@@ -61,7 +65,8 @@ def create_server(
         ),
         server,
     )
-    return server, _bind(server, settings.host, settings.port, server_credentials(settings))
+    api = Listener("gRPC API", "port", "picks a free one")
+    return server, _bind(server, settings.host, settings.port, api, server_credentials(settings))
 
 
 def create_health_server(
@@ -78,7 +83,8 @@ def create_health_server(
     # The API's keepalive rules too, so a client's idle pings are accepted here as well.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *connection_options(settings)])
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    return server, _bind(server, settings.host, settings.health_port)
+    listener = Listener("health port", "health_port", "turns the health port off")
+    return server, _bind(server, settings.host, settings.health_port, listener)
 
 
 def connection_options(settings: Settings) -> list[tuple[str, int]]:
@@ -103,17 +109,58 @@ def connection_options(settings: Settings) -> list[tuple[str, int]]:
     return options
 
 
+@dataclass(frozen=True)
+class Listener:
+    """What a gRPC port serves and the setting that chose it, for the error when it cannot
+    be bound (``zero``: what the setting's 0 means)."""
+
+    what: str
+    setting: str
+    zero: str
+
+
 def _bind(
     server: grpc.aio.Server,
     host: str,
     port: int,
+    listener: Listener,
     credentials: grpc.ServerCredentials | None = None,
 ) -> int:
+    """Bind ``host:port``, or raise ``PortUnavailable``. The port is tried with a socket of
+    our own first, so that one held by another process is refused by that one line, not by
+    gRPC core's log line and its ``Failed to bind`` that name no setting."""
     address = f"{host}:{port}"
-    if credentials is None:
-        bound = server.add_insecure_port(address)
-    else:
-        bound = server.add_secure_port(address, credentials)
-    if bound == 0:
-        raise OSError(f"could not bind {address}; is the port in use?")
+    if port and (reason := _refusal(host, port)) is not None:
+        raise PortUnavailable(listener.what, host, port, listener.setting, reason, listener.zero)
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:  # taken since it was tried, or an address gRPC alone cannot bind
+        raise PortUnavailable(
+            listener.what, host, port, listener.setting, "gRPC could not bind it", listener.zero
+        )
     return int(bound)
+
+
+def _refusal(host: str, port: int) -> str | None:
+    """Why no address of ``host`` can be bound at ``port`` (as gRPC binds: SO_REUSEADDR, any
+    one address will do), or None when one can or the name does not resolve here."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return None
+    reasons = []
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                reasons.append(error.strerror or str(error))
+            else:
+                return None
+    return reasons[0] if reasons else None

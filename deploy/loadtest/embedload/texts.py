@@ -5,6 +5,12 @@ server's cache while it still holds it); the others are fresh. Fresh texts walk 
 in order from a random start; for a model with a cache they also carry a suffix unique to this
 process and call (", case <tag> <n> ."), so a fresh text is one no cache has seen, however
 long the run and however many processes run it.
+
+FillMask cannot truncate, so a text longer than the model's limit would be refused as
+INVALID_ARGUMENT: the load's mistake, not the server's. ``fit_masks`` keeps for FillMask only
+the sentences whose masked form, suffix included, the model's own tokenizer (the server's
+Tokenize) counts within the limit. The count ``n`` grows during the run; it is not measured
+but bounded: a number costs at most one token per digit and one for a word-start piece.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import random
 import zlib
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 FALLBACK = (
@@ -66,6 +73,16 @@ def masked(text: str, mask_token: str) -> str:
     return " ".join(words)
 
 
+@dataclass
+class _MaskFit:
+    """The sentences FillMask may use, with their measured tokens (count excluded)."""
+
+    sentences: list[str]
+    tokens: list[int]
+    limit: int
+    next: int
+
+
 class TextSource:
     """Short and long texts for one process, shared by its users."""
 
@@ -91,6 +108,7 @@ class TextSource:
         self._tag = random.SystemRandom().randrange(10**9)
         self._count = 0
         self._recent: dict[str, deque[str]] = {}
+        self._fit: _MaskFit | None = None
 
     def short(self) -> str:
         return self._text("short", 1, "")
@@ -99,16 +117,45 @@ class TextSource:
         return self._text("long", self.long_sentences, "")
 
     def fill_mask(self, mask_token: str) -> str:
-        """A short text with one word masked."""
+        """A short text with one word masked (within the limit once ``fit_masks`` ran)."""
         return self._text("mask", 1, mask_token)
+
+    def mask_template(self, sentence: str, mask_token: str) -> str:
+        """A fresh FillMask text of ``sentence`` without its count: what ``fit_masks`` counts."""
+        text = masked(sentence, mask_token)
+        return f"{text} , case {self._tag} ." if self.unique else text
+
+    def fit_masks(self, tokens: Sequence[int], limit: int) -> int:
+        """Keep for FillMask the sentences whose ``mask_template`` has ``tokens`` (one count per
+        sentence, in order) that leave room for the count within ``limit``; how many do."""
+        if len(tokens) != len(self.sentences):
+            raise ValueError(f"{len(tokens)} token counts for {len(self.sentences)} sentences")
+        room = limit - self._count_tokens()
+        kept = [(text, n) for text, n in zip(self.sentences, tokens, strict=True) if n <= room]
+        start = self.rng.randrange(len(kept)) if kept else 0
+        self._fit = _MaskFit([text for text, _ in kept], [n for _, n in kept], limit, start)
+        return len(kept)
+
+    def _count_tokens(self) -> int:
+        """At most what the next fresh text's count costs (0 without the suffix)."""
+        return len(str(self._count + 1)) + 1 if self.unique else 0
+
+    def _fresh_mask(self, mask_token: str) -> str:
+        fit = self._fit
+        if fit is None:
+            return masked(self._fresh(1), mask_token)
+        room = fit.limit - self._count_tokens()
+        for _ in range(len(fit.sentences)):
+            index, fit.next = fit.next, (fit.next + 1) % len(fit.sentences)
+            if fit.tokens[index] <= room:
+                return masked(fit.sentences[index], mask_token)
+        raise ValueError(f"no text fits the model's {fit.limit} tokens for FillMask")
 
     def _text(self, kind: str, count: int, mask_token: str) -> str:
         recent = self._recent.setdefault(kind, deque(maxlen=RECENT))
         if recent and self.rng.random() < self.repeat_ratio:
             return self.rng.choice(recent)
-        text = self._fresh(count)
-        if mask_token:
-            text = masked(text, mask_token)
+        text = self._fresh_mask(mask_token) if mask_token else self._fresh(count)
         if self.unique:
             self._count += 1
             text = f"{text} , case {self._tag} {self._count} ."

@@ -4,7 +4,9 @@ Locust's own CSVs round latencies to whole milliseconds and give percentiles ove
 10 s window, which is too coarse for a fast model and spans two levels of a short sweep. This
 keeps, per wall-clock second (the second in which a call ended), its count, its failures and
 a histogram of its latencies at three significant digits, from which per-level percentiles and
-5 s stability windows are computed afterwards (``bench.loadtest``). Workers send what they
+5 s stability windows are computed afterwards (``bench.loadtest``). Failures the server refused
+as INVALID_ARGUMENT are also counted apart: the load's own requests were wrong, which is no
+error of the server's. Workers send what they
 recorded since their last report along with Locust's own statistics; the master merges it.
 
 Levels are the user counts the run held: one for a plain run, one per step of a sweep, each
@@ -14,7 +16,8 @@ the time the next one began or the run stopped (``end``), in seconds since the e
 The file (``write``) is JSON::
 
     {"format": 1,
-     "seconds": {"<epoch second>": {"n": count, "f": failures, "ms": {"<ms, 3 digits>": count}}},
+     "seconds": {"<epoch second>": {"n": count, "f": failures, "ms": {"<ms, 3 digits>": count},
+                                    "i": failures refused as invalid (only when there are)}},
      "levels": [{"users": 4, "start": t, "ready": t or null, "end": t or null}]}
 """
 
@@ -42,11 +45,12 @@ class Timeline:
         self.levels: list[dict[str, Any]] = []
         self._unsent: dict[int, Second] = {}
 
-    def record(self, at: float, milliseconds: float, failed: bool) -> None:
-        """One call that ended at ``at`` (epoch seconds)."""
+    def record(self, at: float, milliseconds: float, failed: bool, invalid: bool = False) -> None:
+        """One call that ended at ``at`` (epoch seconds); ``invalid``: a failure that the
+        server refused as INVALID_ARGUMENT."""
         second = math.floor(at)
         for into in (self.seconds, self._unsent):
-            _add(into, second, 1, int(failed), {latency_key(milliseconds): 1})
+            _add(into, second, 1, int(failed), {latency_key(milliseconds): 1}, int(invalid))
 
     def drain(self) -> dict[str, Any]:
         """What was recorded since the last drain, for a report to the master."""
@@ -56,7 +60,8 @@ class Timeline:
     def merge(self, report: dict[str, Any]) -> None:
         """A worker's ``drain``."""
         for second, data in report.items():
-            _add(self.seconds, int(second), int(data["n"]), int(data["f"]), data["ms"])
+            count, failures, invalid = int(data["n"]), int(data["f"]), int(data.get("i", 0))
+            _add(self.seconds, int(second), count, failures, data["ms"], invalid)
 
     # -- levels -----------------------------------------------------------------------------
     def begin_level(self, users: int, at: float) -> None:
@@ -89,11 +94,18 @@ class Timeline:
 
 
 def _add(
-    into: dict[int, Second], second: int, count: int, failures: int, latencies: dict[str, int]
+    into: dict[int, Second],
+    second: int,
+    count: int,
+    failures: int,
+    latencies: dict[str, int],
+    invalid: int = 0,
 ) -> None:
     data = into.setdefault(second, {"n": 0, "f": 0, "ms": {}})
     data["n"] += count
     data["f"] += failures
+    if invalid:
+        data["i"] = data.get("i", 0) + invalid
     histogram: dict[str, int] = data["ms"]
     for key, value in latencies.items():
         histogram[key] = histogram.get(key, 0) + int(value)

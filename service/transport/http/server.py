@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 
 from service.config import Settings
+from service.errors import PortUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise OSError(
-            f"could not bind the HTTP API to {host}:{port} ({error.strerror}); choose another "
-            "with --http-port or EMBED_HTTP_PORT (0 picks a free one)"
-        ) from error
+        reason = error.strerror or str(error)
+        raise PortUnavailable("HTTP API", host, port, "http_port", reason) from error
     sock.set_inheritable(True)
     return sock
