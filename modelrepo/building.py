@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -24,6 +25,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 BUILDING_FILE = ".building"
 
@@ -68,7 +71,7 @@ class Marker:
 
 def building(root: Path, now: float | None = None) -> dict[str, str]:
     """Model name -> why it is not served yet, for every live marker under ``root``:
-    ``being built: WHAT[, step S of N, about M minutes left]`` or
+    ``being built: WHAT[, step S of N, about M minutes of training left]`` or
     ``queued: waits for A, B (about M minutes)``.
 
     A marker is live when its pid names a running process on this host that is not younger than
@@ -103,8 +106,12 @@ class BuildQueue:
         self.root = root
         self.pid = os.getpid()
         self._markers: dict[str, Marker] = {}
+        self._planned = planned
+
+    def queue_all(self) -> None:
+        """Write a queued marker for every planned model (before the first is built)."""
         started = time.time()
-        for position, plan in enumerate(planned):
+        for position, plan in enumerate(self._planned):
             self._write(
                 Marker(plan.name, plan.what, self.pid, started, position, True, plan.estimate_s)
             )
@@ -126,7 +133,10 @@ class BuildQueue:
         if marker is None or marker.queued:
             return
         progress = BuildProgress(step, steps, remaining_s, time.time())
-        self._write(replace(marker, progress=progress))
+        try:
+            self._write(replace(marker, progress=progress))
+        except OSError as error:  # a progress note is never worth a build (disk full, ...)
+            log.warning("could not update the build marker of %s: %s", name, error)
 
     def clear(self) -> None:
         """Remove every marker of this queue still there."""
@@ -155,6 +165,7 @@ def queue_builds(root: Path, planned: Sequence[Planned]) -> Iterator[BuildQueue]
     or Ctrl-C."""
     queue = BuildQueue(root, planned)
     try:
+        queue.queue_all()  # inside: markers written before a failed write are removed too
         yield queue
     finally:
         queue.clear()
@@ -182,7 +193,8 @@ def _reason(marker: Marker, markers: Sequence[Marker], now: float) -> str:
             return f"being built: {marker.what}, trained ({progress.steps} steps), exporting"
         where = f"being built: {marker.what}, step {progress.step} of {progress.steps}"
         left = _left(marker, now)
-        return where if left is None else f"{where}, {_duration(left)} left"
+        # the rate measures training; the export after it is not in this figure
+        return where if left is None else f"{where}, {_duration(left)} of training left"
     ahead = sorted(
         (
             other
@@ -258,7 +270,7 @@ def _read_marker(path: Path) -> Marker | None:
     try:
         raw = json.loads(path.read_text())
         return _parse_marker(path.parent.name, raw)
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):
         return None
 
 
@@ -311,8 +323,9 @@ def _int(value: object) -> int:
 
 
 def _number(value: object) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number")
+    """A finite number (JSON also reads 1e309 and Infinity, which no duration can be)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
     return float(value)
 
 

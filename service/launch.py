@@ -39,6 +39,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from modelrepo.building import building
 from service.config import Settings
 
 PROG = "python -m service.launch"
@@ -48,6 +49,11 @@ BUILDER_STOP_S = 10.0  # a builder interrupted mid-step gets this long to clean 
 _PR_SET_PDEATHSIG = 1
 
 
+QUEUE_WAIT_S = 15.0
+"""How long the server's start waits for the builder to queue its models (it imports its
+training stack first: a few seconds)."""
+
+
 @dataclass(frozen=True)
 class LaunchConfig:
     """What to start: the server's command line and the builder's (None: serve only)."""
@@ -55,6 +61,8 @@ class LaunchConfig:
     server_command: tuple[str, ...]
     builder_command: tuple[str, ...] | None
     stop_timeout_s: float = 60.0
+    models_dir: Path | None = None
+    """Where the builder queues its markers: the server starts once they are there."""
 
 
 def models_dir_of(server_args: Sequence[str]) -> Path:
@@ -97,13 +105,14 @@ def parse_args(argv: Sequence[str]) -> LaunchConfig:
     if server_args[:1] == ["--"]:
         server_args = server_args[1:]
     build: tuple[str, ...] | None = None
+    models_dir = models_dir_of(server_args)
     if not known.no_builder:
-        models_dir = str(models_dir_of(server_args))
-        build = (*shlex.split(known.builder), "--models-dir", models_dir)
+        build = (*shlex.split(known.builder), "--models-dir", str(models_dir))
     return LaunchConfig(
         server_command=(sys.executable, "-m", "service", *server_args),
         builder_command=build,
         stop_timeout_s=known.stop_timeout_s,
+        models_dir=models_dir,
     )
 
 
@@ -160,6 +169,15 @@ class Launcher:
             self.builder.send_signal(signal.SIGINT)
             self.builder_signalled = True
 
+    def _await_queue(self) -> None:
+        """Until the builder's markers are written, it ends, a stop is asked or QUEUE_WAIT_S."""
+        root = self.config.models_dir
+        deadline = time.monotonic() + QUEUE_WAIT_S
+        while root is not None and time.monotonic() < deadline and self.stop_signal is None:
+            if self.builder is None or self.builder.poll() is not None or building(root):
+                return
+            time.sleep(0.05)
+
     def run(self) -> int:
         """Start both, wait for the server to end, stop the builder; the server's exit status."""
         handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -174,11 +192,12 @@ class Launcher:
 
     def _run(self) -> int:
         config = self.config
-        # The builder first: it queues every model it will build before anything else, and so
-        # has its markers written by the time the server first reads the repository (a queued
-        # model is then UNAVAILABLE from the first call, never NOT_FOUND).
+        # The builder first, and the server once the builder has queued what it will build (or
+        # has ended, having nothing to build): a queued model is then UNAVAILABLE from the
+        # server's first answer, never NOT_FOUND.
         if config.builder_command is not None and self.stop_requested_at is None:
             self.builder = self._spawn(config.builder_command)
+            self._await_queue()
         self.server = self._spawn(config.server_command)
         self.say(f"server (pid {self.server.pid}): {shlex.join(config.server_command)}")
         if self.builder is not None:

@@ -13,7 +13,8 @@ it names a word2vec model) and EmbedStream (only when its weight is set). Texts 
 sentences of the default corpus (``--texts-file``, one per line; a few built-in ones without
 it); ``--repeat-ratio`` of them repeat an earlier text, to exercise the server's cache.
 Texts are kept within the model's limit (GetModel's ``max_sequence_length``): Embed truncates,
-and FillMask, which cannot, sends only texts the server's Tokenize counts within it. A call the
+and FillMask, which is not asked to (a cut text is another question), sends only texts the
+server's Tokenize counts within it. A call the
 server refuses as INVALID_ARGUMENT is the load's own mistake: it is logged, and the timeline
 counts it apart so that ``bench.loadtest`` never counts it as the server's error.
 
@@ -213,9 +214,9 @@ class _Shared:
         timeout: float,
         metadata: tuple[tuple[str, str], ...] = (),
     ) -> int | None:
-        """FillMask cannot truncate: keep its texts within the model's limit, counted by the
-        server's Tokenize (once per process, not reported to Locust). How many texts fit; None
-        when the limit or the counts are unknown (texts then go as they are)."""
+        """FillMask is not asked to truncate: keep its texts within the model's limit, counted
+        by the server's Tokenize (once per process, not reported to Locust). How many texts
+        fit; None when the limit or the counts are unknown (texts then go as they are)."""
         if self.fit_tried or self.source is None or info.max_sequence_length <= 0:
             return self.masks_fit
         self.fit_tried = True

@@ -11,6 +11,7 @@ import grpc.aio
 from typing_extensions import deprecated
 
 from proto.embedding.v1 import embedding_pb2 as pb
+from service.client.arguments import POSITIONAL_MODEL, model_by_keyword
 from service.client.channel import ChannelOptions, ClientBase
 from service.client.messages import (
     embed_request,
@@ -21,7 +22,6 @@ from service.client.messages import (
     most_similar_request,
     tokenize_request,
 )
-from service.client.sync import POSITIONAL_MODEL, model_by_keyword
 
 
 class AsyncEmbeddingClient(ClientBase[grpc.aio.Channel]):

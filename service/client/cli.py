@@ -351,7 +351,8 @@ def _run(args: argparse.Namespace, client: EmbeddingClient) -> int:
         for column in columns:
             table.add_column(column)
         for info in models:
-            table.add_row(*(Text(cell) for cell in _model_row(info)[: len(columns)]))
+            row = dict(zip(MODEL_COLUMNS, _model_row(info), strict=True))
+            table.add_row(*(Text(row[column]) for column in columns))
         console.print(table)
     elif args.command == "health":
         status = client.health(args.service)
@@ -389,7 +390,8 @@ def _model_row(info: pb.ModelInfo) -> list[str]:
     holds."""
     head = [info.name, STATE_NAMES.get(info.state, UNKNOWN), info.version or UNKNOWN]
     if not info.ready:
-        return [*head, *[UNKNOWN] * 8, info.state_reason]
+        known_only_when_loaded = len(MODEL_COLUMNS) - len(head) - 1  # all but the reason
+        return [*head, *[UNKNOWN] * known_only_when_loaded, info.state_reason]
     return [
         *head,
         info.architecture,

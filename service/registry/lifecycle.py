@@ -136,7 +136,8 @@ class ModelLifecycle:
         marker appeared or went, or the markers could not be read."""
         try:
             markers = await asyncio.to_thread(self._markers)
-        except OSError:
+        except Exception as error:  # noqa: BLE001 - a bad marker must never stop the polling
+            log.warning("could not read the build markers: %s", error)
             return False
         if markers.keys() != self.states.building_names():
             return False

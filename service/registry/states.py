@@ -4,7 +4,8 @@ The embedder's ``models`` holds what answers requests; this record also holds wh
 (yet, or any more), so ``ListModels``, ``GetModel``, health and errors can say why a model is
 not ready. Models the defaults builder has queued or is building (``modelrepo.building``) count
 as loading, with the builder's reason ("queued: waits for bert (about 12 minutes)", "being built:
-..., step 300 of 2000, about 10 minutes left"): a call for one is UNAVAILABLE, never NOT_FOUND.
+..., step 300 of 2000, about 10 minutes of training left"): a call for one is UNAVAILABLE,
+never NOT_FOUND.
 Every change is reported to the metrics (``embed_model_state``, ``embed_model_ready``).
 """
 

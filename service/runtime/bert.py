@@ -35,11 +35,10 @@ from service.runtime.base import (
 )
 from service.runtime.dense import DenseHead
 from service.runtime.session import GraphSession, SessionOptions
-from service.runtime.words import require_words
+from service.runtime.words import quoted, require_words
 
 CONTINUATION = "##"  # WordPiece: a piece that continues the word before it
 WORD_START = ("Ġ", "▁")  # byte-level BPE and SentencePiece: a piece that starts a word
-NAMED_AT_MOST = 10  # unknown pieces named in an error message
 MAX_CHARACTERS_CHECKED = 50  # distinct characters of a refused text looked up one by one
 
 
@@ -60,13 +59,6 @@ class _Unknown:
 
 
 NO_UNKNOWN = _Unknown()
-
-
-def _quoted(pieces: Sequence[str]) -> str:
-    distinct = list(dict.fromkeys(pieces))
-    named = ", ".join(repr(piece) for piece in distinct[:NAMED_AT_MOST])
-    more = len(distinct) - NAMED_AT_MOST
-    return named + (f" and {more} more" if more > 0 else "")
 
 
 class BertRuntime:
@@ -192,13 +184,13 @@ class BertRuntime:
         characters = self._unknown_characters(unknown.pieces)
         cause = (
             f"{self.spec.name} was not trained on this script (characters its vocabulary lacks: "
-            f"{_quoted(characters)})"
+            f"{quoted(characters)})"
             if characters
             else f"{self.spec.name}'s vocabulary cannot split these words"
         )
         raise InvalidArgument(
             f"texts[{index}]: {cause}: every token of the text{besides} is its unknown token "
-            f"{self.unk_token} (unknown: {_quoted(unknown.pieces)}), {consequence}"
+            f"{self.unk_token} (unknown: {quoted(unknown.pieces)}), {consequence}"
         )
 
     def _fit(

@@ -34,10 +34,9 @@ from service.domain import EmbedOptions, EmbedSupport, Neighbor, Pooling, Tokeni
 from service.errors import InvalidArgument
 from service.runtime.base import EmbedItem, PooledEmbedding, pool_batch
 from service.runtime.session import GraphSession, SessionOptions
-from service.runtime.words import require_words, whitespace_offsets
+from service.runtime.words import quoted, require_words, whitespace_offsets
 
 UNKNOWN_ID = -1  # the id Tokenize reports for a word the vocabulary lacks
-NAMED_AT_MOST = 10  # unknown words named in an error message
 PAD_ID = 0  # any row: padded positions are never read
 EMBED_SUPPORT = EmbedSupport(
     refused_poolings={
@@ -56,13 +55,6 @@ class _Text:
     words: tuple[str, ...]
     ids: tuple[int, ...]  # UNKNOWN_ID where the vocabulary lacks the word
     truncated: bool
-
-
-def _quoted(words: Sequence[str]) -> str:
-    distinct = list(dict.fromkeys(words))
-    named = ", ".join(repr(word) for word in distinct[:NAMED_AT_MOST])
-    more = len(distinct) - NAMED_AT_MOST
-    return named + (f" and {more} more" if more > 0 else "")
 
 
 class Word2VecRuntime:
@@ -155,7 +147,7 @@ class Word2VecRuntime:
             where = sorted({index for index, _ in unknown})
             raise InvalidArgument(
                 f"{len({word for _, word in unknown})} word(s) not in the vocabulary of "
-                f"{self.label}: {_quoted([word for _, word in unknown])} (in texts {where[:10]}); "
+                f"{self.label}: {quoted([word for _, word in unknown])} (in texts {where[:10]}); "
                 "words are matched exactly, case and punctuation included; set skip_unknown to "
                 "leave unknown words out"
             )
@@ -168,7 +160,7 @@ class Word2VecRuntime:
             if not known:
                 raise InvalidArgument(
                     f"texts[{index}] has no word in the vocabulary of {self.label} (unknown: "
-                    f"{_quoted(missing)}); there is nothing to embed"
+                    f"{quoted(missing)}); there is nothing to embed"
                 )
             items.append(
                 EmbedItem(
@@ -209,7 +201,7 @@ class Word2VecRuntime:
         unknown = [word for word in words if word not in self.index]
         if unknown:
             raise InvalidArgument(
-                f"word(s) not in the vocabulary of {self.label}: {_quoted(unknown)}; words are "
+                f"word(s) not in the vocabulary of {self.label}: {quoted(unknown)}; words are "
                 "matched exactly, case and punctuation included"
             )
         rows = np.asarray([self.index[word] for word in words], dtype=np.int64)
@@ -218,7 +210,7 @@ class Word2VecRuntime:
         if not norms.all():
             zero = [word for word, norm in zip(words, norms, strict=True) if norm == 0]
             raise InvalidArgument(
-                f"zero vector, which has no direction: {_quoted(zero)}; leave it out of the query"
+                f"zero vector, which has no direction: {quoted(zero)}; leave it out of the query"
             )
         units = (vectors / norms[:, None]).astype(np.float64)
         weights = np.concatenate([np.ones(len(positive)), -np.ones(len(negative))])

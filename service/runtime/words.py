@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from service.errors import InvalidArgument
 
 _WORD = re.compile(r"\S+")
+NAMED_AT_MOST = 10
+"""Unknown words or pieces an error message names; the rest are counted."""
 
 
 def require_words(texts: Sequence[str]) -> None:
@@ -26,3 +28,11 @@ def require_words(texts: Sequence[str]) -> None:
 def whitespace_offsets(text: str) -> tuple[tuple[int, int], ...]:
     """Character (start, end) of every word ``str.split()`` finds, in order."""
     return tuple(match.span() for match in _WORD.finditer(text))
+
+
+def quoted(pieces: Sequence[str]) -> str:
+    """Distinct pieces of text for an error message: the first few quoted, the rest counted."""
+    distinct = list(dict.fromkeys(pieces))
+    named = ", ".join(repr(piece) for piece in distinct[:NAMED_AT_MOST])
+    more = len(distinct) - NAMED_AT_MOST
+    return named + (f" and {more} more" if more > 0 else "")

@@ -155,12 +155,12 @@ def _refusal(host: str, port: int) -> str | None:
         return None
     reasons = []
     for family, kind, protocol, _, address in addresses:
-        with socket.socket(family, kind, protocol) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
+        try:  # a family the kernel lacks (IPv6 off) is one more address that cannot be bound
+            with socket.socket(family, kind, protocol) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind(address)
-            except OSError as error:
-                reasons.append(error.strerror or str(error))
-            else:
-                return None
+        except OSError as error:
+            reasons.append(error.strerror or str(error))
+        else:
+            return None
     return reasons[0] if reasons else None

@@ -105,7 +105,7 @@ def test_a_queued_model_is_unavailable_saying_so_until_it_is_published(
         script(tmp_path, "builder", QUEUEING_BUILDER), str(vectors_file), str(gates)
     )
     with launched(tmp_path, models, builder, "--model-control", "poll") as launcher:
-        launcher.wait_for_output(r"^builder: queued$")
+        # no wait for the builder here: the launcher starts the server once it has queued
         with EmbeddingClient(launcher.target, timeout=10, retries=0) as client:
             watch = Watch(launcher, client)
             wait_listening(client, launcher)
@@ -115,7 +115,10 @@ def test_a_queued_model_is_unavailable_saying_so_until_it_is_published(
             watch.until("measured", lambda: "step 1 of 4" in watch.last("first")[1], timeout=30)
             code, details = watch.last("first")
             assert code == grpc.StatusCode.UNAVAILABLE, details
-            assert "being built: building first, step 1 of 4, about 3 minutes left" in details
+            assert (
+                "being built: building first, step 1 of 4, about 3 minutes of training left"
+                in details
+            )
             code, details = watch.ask("second")
             assert code == grpc.StatusCode.UNAVAILABLE, details
             assert "queued: waits for first (about 3 minutes)" in details, details
@@ -173,7 +176,8 @@ def test_markers_are_read_between_passes_of_a_slow_poll(vectors_file: Path, tmp_
                     client,
                     "late",
                     lambda _, details: (
-                        "being built: building late, step 2 of 4, about 10 minutes left" in details
+                        "being built: building late, step 2 of 4, about 10 minutes of training left"
+                        in details
                     ),
                 )
                 import_word2vec(vectors_file, False, models, "late")

@@ -6,10 +6,11 @@ in order from a random start; for a model with a cache they also carry a suffix 
 process and call (", case <tag> <n> ."), so a fresh text is one no cache has seen, however
 long the run and however many processes run it.
 
-FillMask cannot truncate, so a text longer than the model's limit would be refused as
-INVALID_ARGUMENT: the load's mistake, not the server's. ``fit_masks`` keeps for FillMask only
-the sentences whose masked form, suffix included, the model's own tokenizer (the server's
-Tokenize) counts within the limit. The count ``n`` grows during the run; it is not measured
+The load does not ask FillMask to truncate (a cut text is another question, and servers
+before FillMaskRequest.truncate lack it), so a text longer than the model's limit would be
+refused as INVALID_ARGUMENT: the load's mistake, not the server's. ``fit_masks`` keeps for
+FillMask only the sentences whose masked form, suffix included, the model's own tokenizer (the
+server's Tokenize) counts within the limit. The count ``n`` grows during the run; it is not measured
 but bounded: a number costs at most one token per digit and one for a word-start piece.
 """
 
@@ -149,7 +150,12 @@ class TextSource:
             index, fit.next = fit.next, (fit.next + 1) % len(fit.sentences)
             if fit.tokens[index] <= room:
                 return masked(fit.sentences[index], mask_token)
-        raise ValueError(f"no text fits the model's {fit.limit} tokens for FillMask")
+        # The count has outgrown every text's room (a very long run): send the shortest; if
+        # the server refuses it, that is counted as the load's own mistake, apart.
+        shortest = min(range(len(fit.sentences)), key=fit.tokens.__getitem__, default=None)
+        if shortest is None:
+            raise ValueError(f"no text fits the model's {fit.limit} tokens for FillMask")
+        return masked(fit.sentences[shortest], mask_token)
 
     def _text(self, kind: str, count: int, mask_token: str) -> str:
         recent = self._recent.setdefault(kind, deque(maxlen=RECENT))

@@ -33,8 +33,11 @@ def test_fill_mask_sends_only_sentences_whose_masked_form_and_suffix_fit() -> No
     sent = [texts.fill_mask("[MASK]") for _ in range(9)]
     assert all(words(text) <= limit for text in sent), sent
     assert not any("longer" in text for text in sent), sent
-    with pytest.raises(ValueError, match="no text fits"):  # the count outgrew the room
-        [texts.fill_mask("[MASK]") for _ in range(5)]
+    # the count outgrew every text's room: the shortest is sent (a refusal of it is counted as
+    # the load's own mistake, apart from the server's errors), never an exception in the task
+    late = [texts.fill_mask("[MASK]") for _ in range(5)]
+    shortest = min((t for t in templates if "longer" not in t), key=words)
+    assert late[-1].startswith(shortest.removesuffix(" .")), late
 
 
 def test_without_a_fit_every_sentence_is_used_and_counts_must_match() -> None:

@@ -49,12 +49,12 @@ def test_the_build_reports_its_step_and_measured_time_left(tmp_path: Path) -> No
             queue.report("bert", 300, 2000, 1500.0)  # the rate measured: 25 minutes to go
             reasons = building(tmp_path, time.time())
             assert reasons["bert"] == (
-                "being built: training BERT, step 300 of 2000, about 25 minutes left"
+                "being built: training BERT, step 300 of 2000, about 25 minutes of training left"
             )
             assert reasons["elmo"] == "queued: waits for bert (about 25 minutes)"
             # Read 10 minutes later, the time left has gone down with the clock.
             later = building(tmp_path, time.time() + 600)
-            assert later["bert"].endswith("step 300 of 2000, about 15 minutes left")
+            assert later["bert"].endswith("step 300 of 2000, about 15 minutes of training left")
             assert later["elmo"] == "queued: waits for bert (about 15 minutes)"
             queue.report("bert", 2000, 2000, 0.0)
             assert building(tmp_path)["bert"] == (
@@ -112,7 +112,7 @@ def test_a_builder_stopped_by_sigint_clears_its_queued_markers_too(tmp_path: Pat
     builder = start_builder(tmp_path)
     try:
         assert building(tmp_path) == {
-            "a": "being built: building a, step 1 of 10, less than a minute left",
+            "a": "being built: building a, step 1 of 10, less than a minute of training left",
             "b": "queued: waits for a (less than a minute)",
         }
         builder.send_signal(signal.SIGINT)  # what `make serve` sends its builder on Ctrl-C

@@ -23,7 +23,7 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
-            *("-W", "error::RuntimeWarning", "-W", "error::DeprecationWarning:service"),
+            *("-W", "error::RuntimeWarning", "-W", "error::DeprecationWarning:service.client.cli"),
             *("-m", "service.client", *arguments),
         ],
         cwd=ROOT,
